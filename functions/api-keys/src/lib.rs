@@ -1,0 +1,139 @@
+//! API keys for programmatic access.
+//!
+//! Routes (any authenticated caller; keys are always the caller's own):
+//! - `POST /v1/api-keys` — create a key; the response is the only time the key is shown.
+//! - `GET /v1/api-keys` — list keys (prefix, name, last use; never the key or its hash).
+//! - `DELETE /v1/api-keys/{id}` — revoke; effective on the next request.
+
+use aide::axum::{
+    ApiRouter,
+    routing::{delete_with, post_with},
+};
+use axum::{extract::State, response::NoContent};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use shared::{
+    ApiError, AppState,
+    auth::{Principal, api_key},
+    error::FieldError,
+    extract::{Created, Json, Path},
+    repo::api_keys::{self, ApiKey},
+    views::Page,
+};
+use uuid::Uuid;
+
+pub fn api() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/api-keys",
+            post_with(create, |op| {
+                op.tag("api-keys")
+                    .summary("Create an API key (the key is shown only in this response)")
+            })
+            .get_with(list, |op| op.tag("api-keys").summary("List your API keys")),
+        )
+        .api_route(
+            "/v1/api-keys/{id}",
+            delete_with(revoke, |op| {
+                op.tag("api-keys")
+                    .summary("Revoke an API key")
+                    .response::<204, ()>()
+            }),
+        )
+}
+
+pub fn router() -> axum::Router<AppState> {
+    api().into()
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// 1–100 characters, to recognise the key later.
+    pub name: String,
+}
+
+/// A new key: `key` appears here and nowhere else, ever.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreatedKey {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A key in a list.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct KeyView {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+        }
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateKey>,
+) -> Result<Created<CreatedKey>, ApiError> {
+    let name = body.name.trim();
+    let len = name.chars().count();
+    if !(1..=100).contains(&len) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "name",
+            "must be 1 to 100 characters",
+        )]));
+    }
+    let new = api_key::generate();
+    let row = api_keys::create(&state.db, principal.user_id, name, &new.prefix, &new.hash).await?;
+    Ok(Created(CreatedKey {
+        id: row.id,
+        name: row.name,
+        prefix: row.prefix,
+        key: new.key,
+        created_at: row.created_at,
+    }))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Page<KeyView>>, ApiError> {
+    let keys = api_keys::list(&state.db, principal.user_id).await?;
+    Ok(Json(Page {
+        items: keys.into_iter().map(KeyView::from).collect(),
+        next_cursor: None,
+    }))
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct KeyId {
+    pub id: Uuid,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(KeyId { id }): Path<KeyId>,
+) -> Result<NoContent, ApiError> {
+    if api_keys::delete(&state.db, principal.user_id, id).await? {
+        Ok(NoContent)
+    } else {
+        Err(ApiError::not_found("API key"))
+    }
+}

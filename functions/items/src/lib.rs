@@ -1,0 +1,244 @@
+//! Items: the example resource, owned by a user.
+//!
+//! Routes (any authenticated caller; every query is scoped to the caller, so another user's
+//! item is a 404, indistinguishable from one that does not exist):
+//! - `GET /v1/items?limit=&cursor=` — newest first, keyset-paginated (`limit` ≤ 100).
+//! - `POST /v1/items` — create.
+//! - `GET|PATCH|DELETE /v1/items/{id}` — read, change, delete one.
+
+use aide::axum::{ApiRouter, routing::get_with};
+use axum::{extract::State, response::NoContent};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use shared::{
+    ApiError, AppState,
+    auth::Principal,
+    error::FieldError,
+    extract::{Created, Json, Path, Query},
+    repo::items::{self, Item},
+    views::Page,
+};
+use uuid::Uuid;
+
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+pub const DEFAULT_LIMIT: u32 = 20;
+pub const MAX_LIMIT: u32 = 100;
+
+pub fn api() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/items",
+            get_with(list, |op| {
+                op.tag("items").summary("List your items, newest first")
+            })
+            .post_with(create, |op| op.tag("items").summary("Create an item")),
+        )
+        .api_route(
+            "/v1/items/{id}",
+            get_with(get_one, |op| op.tag("items").summary("Get an item"))
+                .patch_with(update, |op| op.tag("items").summary("Change an item"))
+                .delete_with(delete, |op| {
+                    op.tag("items")
+                        .summary("Delete an item")
+                        .response::<204, ()>()
+                }),
+        )
+}
+
+pub fn router() -> axum::Router<AppState> {
+    api().into()
+}
+
+/// An item as clients see it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ItemView {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Item> for ItemView {
+    fn from(i: Item) -> Self {
+        Self {
+            id: i.id,
+            title: i.title,
+            description: i.description,
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewItem {
+    /// 1–200 characters.
+    pub title: String,
+    /// At most 10 000 characters; empty when omitted.
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemChanges {
+    pub title: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListParams {
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ItemId {
+    pub id: Uuid,
+}
+
+fn check_title(title: &str, errors: &mut Vec<FieldError>) {
+    let n = title.trim().chars().count();
+    if n == 0 || n > MAX_TITLE_CHARS {
+        errors.push(FieldError::new("title", "must be 1 to 200 characters"));
+    }
+}
+
+fn check_description(description: &str, errors: &mut Vec<FieldError>) {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        errors.push(FieldError::new(
+            "description",
+            "must be at most 10000 characters",
+        ));
+    }
+}
+
+/// Cursors are opaque to clients: the last id of a page, base64url-encoded, so the encoding
+/// can change without breaking anyone who treats it as a string.
+pub fn encode_cursor(last: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+pub fn decode_cursor(cursor: &str) -> Option<Uuid> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    Uuid::from_slice(&bytes).ok()
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<ItemView>>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 100"));
+    }
+    let before = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
+    };
+    // One extra row tells whether another page exists without a count query.
+    let mut rows = items::list(&state.db, principal.user_id, before, i64::from(limit) + 1).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|i| encode_cursor(i.id))
+    } else {
+        None
+    };
+    Ok(Json(Page {
+        items: rows.into_iter().map(ItemView::from).collect(),
+        next_cursor,
+    }))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<NewItem>,
+) -> Result<Created<ItemView>, ApiError> {
+    let mut errors = Vec::new();
+    check_title(&body.title, &mut errors);
+    check_description(&body.description, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let item = items::create(
+        &state.db,
+        principal.user_id,
+        body.title.trim(),
+        &body.description,
+    )
+    .await?;
+    Ok(Created(item.into()))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ItemId { id }): Path<ItemId>,
+) -> Result<Json<ItemView>, ApiError> {
+    items::get(&state.db, principal.user_id, id)
+        .await?
+        .map(|i| Json(i.into()))
+        .ok_or_else(|| ApiError::not_found("item"))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ItemId { id }): Path<ItemId>,
+    Json(body): Json<ItemChanges>,
+) -> Result<Json<ItemView>, ApiError> {
+    let mut errors = Vec::new();
+    if let Some(t) = &body.title {
+        check_title(t, &mut errors);
+    }
+    if let Some(d) = &body.description {
+        check_description(d, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    items::update(
+        &state.db,
+        principal.user_id,
+        id,
+        body.title.as_deref().map(str::trim),
+        body.description.as_deref(),
+    )
+    .await?
+    .map(|i| Json(i.into()))
+    .ok_or_else(|| ApiError::not_found("item"))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ItemId { id }): Path<ItemId>,
+) -> Result<NoContent, ApiError> {
+    if items::delete(&state.db, principal.user_id, id).await? {
+        Ok(NoContent)
+    } else {
+        Err(ApiError::not_found("item"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let id = Uuid::now_v7();
+        assert_eq!(decode_cursor(&encode_cursor(id)), Some(id));
+        assert_eq!(decode_cursor("not a cursor"), None);
+        assert_eq!(decode_cursor("AAAA"), None);
+    }
+}

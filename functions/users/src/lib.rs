@@ -1,0 +1,132 @@
+//! The signed-in user's own account.
+//!
+//! Routes (any authenticated caller, JWT or API key; always about the caller):
+//! - `GET /v1/users/me` — the account.
+//! - `PATCH /v1/users/me` — change email and/or password; `current_password` required.
+//! - `DELETE /v1/users/me` — delete the account with its API keys and items.
+
+use aide::axum::{ApiRouter, routing::get_with};
+use axum::{extract::State, response::NoContent};
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::Deserialize;
+use shared::{
+    ApiError, AppState,
+    auth::{Principal, email, password},
+    error::FieldError,
+    extract::Json,
+    repo::users,
+    views::UserView,
+};
+
+pub fn api() -> ApiRouter<AppState> {
+    ApiRouter::new().api_route(
+        "/v1/users/me",
+        get_with(me, |op| op.tag("users").summary("The signed-in user"))
+            .patch_with(update_me, |op| {
+                op.tag("users").summary("Change email or password")
+            })
+            .delete_with(delete_me, |op| {
+                op.tag("users")
+                    .summary("Delete the account, its API keys and items")
+                    .response::<204, ()>()
+            }),
+    )
+}
+
+pub fn router() -> axum::Router<AppState> {
+    api().into()
+}
+
+async fn me(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<UserView>, ApiError> {
+    let user = users::find(&state.db, principal.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(Json(user.into()))
+}
+
+/// Fields to change; omitted fields stay as they are.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    pub email: Option<String>,
+    /// New password, 8 characters to 72 bytes.
+    pub password: Option<String>,
+    /// Required whenever `email` or `password` is present.
+    pub current_password: Option<String>,
+}
+
+async fn update_me(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<UpdateMe>,
+) -> Result<Json<UserView>, ApiError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let new_email = match &body.email {
+        Some(e) => email::normalize("email", e)
+            .map_err(|e| errors.push(e))
+            .ok(),
+        None => None,
+    };
+    if let Some(p) = &body.password
+        && let Err(e) = password::validate("password", p)
+    {
+        errors.push(e);
+    }
+    let changes = body.email.is_some() || body.password.is_some();
+    if changes && body.current_password.is_none() {
+        errors.push(FieldError::new(
+            "current_password",
+            "required to change email or password",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let user = users::find(&state.db, principal.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    if !changes {
+        return Ok(Json(user.into()));
+    }
+    let current = body.current_password.unwrap_or_default();
+    let cost = state.config.bcrypt_cost;
+    if current.len() > password::MAX_PASSWORD_BYTES
+        || !password::verify(SecretString::from(current), Some(user.password_hash), cost).await?
+    {
+        return Err(ApiError::forbidden("current_password is incorrect"));
+    }
+    let new_hash = match body.password {
+        Some(p) => Some(password::hash(SecretString::from(p), cost).await?),
+        None => None,
+    };
+    match users::update(
+        &state.db,
+        user.id,
+        new_email.as_deref(),
+        new_hash.as_deref(),
+    )
+    .await
+    {
+        Ok(Some(user)) => Ok(Json(user.into())),
+        Ok(None) => Err(ApiError::not_found("user")),
+        Err(e) if e.is_unique_violation() => Err(ApiError::conflict(
+            "an account with this email already exists",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete_me(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<NoContent, ApiError> {
+    if users::delete(&state.db, principal.user_id).await? {
+        Ok(NoContent)
+    } else {
+        Err(ApiError::not_found("user"))
+    }
+}

@@ -1,0 +1,45 @@
+//! `host [serve]` serves the API; `host migrate` applies migrations and exits;
+//! `host openapi` prints the OpenAPI document.
+
+use anyhow::Context;
+use shared::{
+    AppState,
+    config::{Config, Runtime},
+    telemetry,
+};
+
+const USAGE: &str = "usage: host [serve | migrate | openapi]";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
+    if command == "openapi" {
+        let (_, doc) = host::routes();
+        let json = serde_json::to_string_pretty(&*doc)?;
+        #[allow(clippy::print_stdout)] // a CLI printing its output
+        {
+            println!("{json}");
+        }
+        return Ok(());
+    }
+    let config = Config::from_env(Runtime::Host).context("invalid configuration")?;
+    telemetry::init(config.log_format);
+    let state = AppState::new(config)?;
+    match command.as_str() {
+        "migrate" => {
+            let applied = state.db.migrate().await.context("migration failed")?;
+            tracing::info!(applied, "database is up to date");
+            Ok(())
+        }
+        "serve" => {
+            let app = host::Application::build(state.clone())
+                .await
+                .with_context(|| format!("cannot bind {}", state.config.bind_addr))?;
+            tracing::info!(addr = %app.local_addr()?, "listening");
+            app.run_until(host::shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        other => anyhow::bail!("unknown command {other:?}; {USAGE}"),
+    }
+}

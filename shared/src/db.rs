@@ -1,0 +1,537 @@
+//! The database layer: one pool, one retrying entry point, slow-operation warnings.
+//!
+//! Every query in the workspace goes through [`Db::read`] or [`Db::write`]; both run on
+//! [`Db::retrying`], the single place that checks out connections, retries transient failures
+//! and times operations. The split exists because retrying is only safe when we know the work
+//! did not commit:
+//!
+//! * `read` runs a closure on a pooled connection. Use it for reads and for writes that are
+//!   harmless to repeat; every transient failure is retried.
+//! * `write` runs a closure inside a transaction that `Db` commits. A failure before `COMMIT`
+//!   is sent means nothing committed, so the whole transaction is retried. A connection lost
+//!   *during* `COMMIT` leaves the outcome unknown and is never retried; a serialization failure
+//!   or deadlock reported by `COMMIT` means the server rolled back, so that is retried.
+
+use std::{future::Future, pin::Pin, str::FromStr, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use tokio::time::Instant;
+use tokio_postgres::{NoTls, error::SqlState};
+
+use crate::config::Config;
+
+pub use deadpool_postgres::Transaction;
+pub use tokio_postgres::{Error as PgError, Row};
+
+/// The future a [`Db::write`] closure returns: it borrows the transaction.
+pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, PgError>> + Send + 't>>;
+
+/// A database failure, after retries.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("could not get a database connection: {0}")]
+    Pool(#[from] PoolError),
+    #[error("database error: {source}")]
+    Query {
+        #[source]
+        source: PgError,
+        /// The failure hit `COMMIT` itself: the transaction may or may not have committed.
+        during_commit: bool,
+    },
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+}
+
+impl DbError {
+    fn query(source: PgError) -> Self {
+        Self::Query {
+            source,
+            during_commit: false,
+        }
+    }
+
+    /// The SQLSTATE the server reported, if any (e.g. to turn a unique violation into a 409).
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            Self::Query { source, .. } => source.code(),
+            _ => None,
+        }
+    }
+
+    pub fn is_unique_violation(&self) -> bool {
+        self.code() == Some(&SqlState::UNIQUE_VIOLATION)
+    }
+
+    /// The database could not be reached (as opposed to a query that failed): a 503.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Query { source, .. } => {
+                classify(
+                    source.code().map(SqlState::code),
+                    is_connection_loss(source),
+                ) == Transience::Transient
+            }
+            Self::Config(_) => false,
+        }
+    }
+
+    fn is_retryable(&self) -> bool {
+        match self {
+            // Nothing was sent: a connection that could not be opened, or a stale one the
+            // pool could not recycle in time. A wait timeout means the pool is saturated;
+            // queueing again would only add load, so that one is final.
+            Self::Pool(PoolError::Timeout(t)) => !matches!(t, deadpool_postgres::TimeoutType::Wait),
+            Self::Pool(PoolError::Backend(_)) => true,
+            Self::Pool(_) => false,
+            Self::Query {
+                source,
+                during_commit,
+            } => {
+                let code = source.code().map(SqlState::code);
+                if *during_commit {
+                    // Only errors that prove a rollback are safe to repeat after COMMIT.
+                    matches!(code, Some("40001" | "40P01"))
+                } else {
+                    classify(code, is_connection_loss(source)) == Transience::Transient
+                }
+            }
+            Self::Config(_) => false,
+        }
+    }
+}
+
+/// Whether a failed attempt may succeed when repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transience {
+    Transient,
+    Permanent,
+}
+
+/// Classifies a failure by SQLSTATE, or by a lost connection where the server sent none.
+///
+/// Transient: class 08 (connection exception), 40001 (serialization failure), 40P01
+/// (deadlock), 57P01–57P03 (admin/crash shutdown, cannot connect now). Everything else —
+/// constraint violations, syntax errors, permissions — would fail the same way again.
+pub fn classify(sqlstate: Option<&str>, connection_lost: bool) -> Transience {
+    let transient = match sqlstate {
+        Some(code) => {
+            code.starts_with("08")
+                || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+        }
+        None => connection_lost,
+    };
+    if transient {
+        Transience::Transient
+    } else {
+        Transience::Permanent
+    }
+}
+
+fn is_connection_loss(e: &PgError) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Attempts and backoff for transient failures.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before retry number `retry` (1-based): exponential, capped, with "equal jitter"
+    /// (a random point in the upper half) so that many clients failing together spread out
+    /// without ever retrying immediately.
+    pub fn backoff(&self, retry: u32, jitter: f64) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let ceiling = exp.min(self.max_delay);
+        ceiling.div_f64(2.0) + ceiling.div_f64(2.0).mul_f64(jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// The pool plus the policies every operation runs under. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    slow: Duration,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("status", &self.pool.status())
+            .field("slow", &self.slow)
+            .finish()
+    }
+}
+
+impl Db {
+    /// Builds the pool without connecting: the first query opens the first connection, so a
+    /// Lambda cold start never waits for the database before it is needed.
+    pub fn new(config: &Config) -> Result<Self, DbError> {
+        Self::connect_lazy(config.database_url(), config.db_pool_max, config.slow_query)
+    }
+
+    pub fn connect_lazy(url: &str, max_size: usize, slow: Duration) -> Result<Self, DbError> {
+        let mut pg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| DbError::Config(format!("DATABASE_URL: {e}")))?;
+        if pg.get_application_name().is_none() {
+            pg.application_name("basalt");
+        }
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(5));
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                // `Fast` checks only that the connection task is alive; a connection that died
+                // unnoticed (e.g. while a Lambda container was frozen) fails its first use with
+                // a closed-connection error, which `retrying` treats as transient.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        Ok(Self {
+            pool,
+            slow,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Pool statistics (size, available), for readiness output and tests.
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
+    /// Runs `f` on a pooled connection, retrying transient failures. Only for reads and
+    /// statements that are safe to repeat.
+    pub async fn read<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, DbError>
+    where
+        F: Fn(Object) -> Fut,
+        Fut: Future<Output = Result<T, PgError>>,
+    {
+        self.retrying(op, || async {
+            let conn = self.pool.get().await?;
+            f(conn).await.map_err(DbError::query)
+        })
+        .await
+    }
+
+    /// Runs `f` inside a transaction and commits it; the whole transaction is retried on
+    /// transient failures that happen before `COMMIT` (see the module docs).
+    pub async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T, DbError>
+    where
+        F: for<'t> Fn(&'t Transaction<'t>) -> TxFuture<'t, T>,
+    {
+        self.retrying(op, || async {
+            let mut conn = self.pool.get().await?;
+            let tx = conn.transaction().await.map_err(DbError::query)?;
+            let value = f(&tx).await.map_err(DbError::query)?;
+            tx.commit().await.map_err(|source| DbError::Query {
+                source,
+                during_commit: true,
+            })?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// The single retry/timing loop behind every operation.
+    async fn retrying<T, A, Fut>(&self, op: &'static str, attempt: A) -> Result<T, DbError>
+    where
+        A: Fn() -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        let started = Instant::now();
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            match attempt().await {
+                Err(e) if tries < self.retry.attempts && e.is_retryable() => {
+                    let delay = self.retry.backoff(tries, rand::random::<f64>());
+                    tracing::warn!(
+                        op,
+                        attempt = tries,
+                        delay_ms = delay.as_millis() as u64,
+                        error = %e,
+                        "transient database failure, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                other => break other,
+            }
+        };
+        let elapsed = started.elapsed();
+        if elapsed >= self.slow {
+            tracing::warn!(
+                op,
+                elapsed_ms = elapsed.as_millis() as u64,
+                attempts = tries,
+                threshold_ms = self.slow.as_millis() as u64,
+                "slow database operation"
+            );
+        }
+        if let Err(e) = &result {
+            tracing::debug!(op, attempts = tries, error = %e, "database operation failed");
+        }
+        result
+    }
+
+    /// Applies the embedded migrations (see `crate::migrations`).
+    pub async fn migrate(&self) -> anyhow::Result<usize> {
+        let mut conn = self.pool.get().await?;
+        let client: &mut tokio_postgres::Client = &mut conn;
+        crate::migrations::run(client).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_sqlstates_are_retried_and_others_are_not() {
+        for code in [
+            "08000", "08003", "08006", "40001", "40P01", "57P01", "57P02", "57P03",
+        ] {
+            assert_eq!(classify(Some(code), false), Transience::Transient, "{code}");
+        }
+        for code in [
+            "23505", "23503", "42601", "42P01", "22P02", "57014", "53300", "XX000",
+        ] {
+            assert_eq!(classify(Some(code), false), Transience::Permanent, "{code}");
+        }
+        // No SQLSTATE: only a lost connection is transient.
+        assert_eq!(classify(None, true), Transience::Transient);
+        assert_eq!(classify(None, false), Transience::Permanent);
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_is_capped_and_jittered_within_bounds() {
+        let p = RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(300),
+        };
+        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(50));
+        assert_eq!(p.backoff(1, 1.0), Duration::from_millis(100));
+        assert_eq!(p.backoff(2, 0.0), Duration::from_millis(100));
+        assert_eq!(p.backoff(2, 1.0), Duration::from_millis(200));
+        // Capped at max_delay.
+        assert_eq!(p.backoff(3, 1.0), Duration::from_millis(300));
+        assert_eq!(p.backoff(30, 1.0), Duration::from_millis(300));
+        for i in 0..100 {
+            let d = p.backoff(2, f64::from(i) / 100.0);
+            assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200));
+        }
+    }
+
+    #[test]
+    fn pool_wait_timeouts_are_final_but_connect_failures_are_retried() {
+        use deadpool_postgres::TimeoutType;
+        assert!(!DbError::Pool(PoolError::Timeout(TimeoutType::Wait)).is_retryable());
+        assert!(DbError::Pool(PoolError::Timeout(TimeoutType::Create)).is_retryable());
+        assert!(!DbError::Pool(PoolError::Closed).is_retryable());
+    }
+
+    // --- Against a real PostgreSQL (scripts/test starts one) -----------------------------
+
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    };
+
+    async fn test_db(max: usize, slow: Duration) -> Db {
+        let url = crate::testing::create_database().await;
+        let db = Db::connect_lazy(&url, max, slow).unwrap();
+        db.migrate().await.unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn a_read_whose_connection_is_terminated_mid_operation_is_retried() {
+        let db = test_db(1, Duration::from_secs(5)).await;
+        let attempts = AtomicU32::new(0);
+        let pids = Mutex::new(Vec::new());
+        let value: i32 = db
+            .read("test.read_retry", |c| {
+                let attempts = &attempts;
+                let pids = &pids;
+                async move {
+                    let n = attempts.fetch_add(1, Ordering::SeqCst);
+                    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+                    pids.lock().unwrap().push(pid);
+                    if n == 0 {
+                        // The server ends this very session: SQLSTATE 57P01 mid-operation.
+                        c.execute("SELECT pg_terminate_backend(pg_backend_pid())", &[])
+                            .await?;
+                    }
+                    Ok(c.query_one("SELECT 42", &[]).await?.get(0))
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 42);
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        let pids = pids.into_inner().unwrap();
+        assert_ne!(pids[0], pids[1], "the retry ran on a fresh connection");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_interrupted_before_commit_is_retried_and_commits_once() {
+        let db = test_db(2, Duration::from_secs(5)).await;
+        let attempts = Arc::new(AtomicU32::new(0));
+        let a = attempts.clone();
+        db.write("test.write_retry", move |tx| {
+            let a = a.clone();
+            Box::pin(async move {
+                tx.execute(
+                    "INSERT INTO users (id, email, password_hash) VALUES ($1, 'retry@example.com', 'x')",
+                    &[&uuid::Uuid::now_v7()],
+                )
+                .await?;
+                if a.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tx.execute("SELECT pg_terminate_backend(pg_backend_pid())", &[])
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        let rows: i64 = db
+            .read("test.count", |c| async move {
+                Ok(c.query_one("SELECT count(*) FROM users", &[]).await?.get(0))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows, 1,
+            "the interrupted attempt rolled back; the retry committed once"
+        );
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_are_not_retried_and_keep_their_sqlstate() {
+        let db = test_db(1, Duration::from_secs(5)).await;
+        let attempts = AtomicU32::new(0);
+        let err = db
+            .read("test.permanent", |c| {
+                let attempts = &attempts;
+                async move {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    c.execute("SELECT * FROM no_such_table", &[]).await
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
+        assert!(!err.is_unavailable());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_unavailable_after_bounded_retries() {
+        // Port 1 on loopback: connection refused at once.
+        let db = Db::connect_lazy(
+            "postgres://nobody@127.0.0.1:1/none",
+            1,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let err = db
+            .read("test.unreachable", |c| async move {
+                c.execute("SELECT 1", &[]).await
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_operations_are_logged_with_their_name() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let db = test_db(1, Duration::from_millis(30)).await;
+        db.read(
+            "test.fast",
+            |c| async move { c.execute("SELECT 1", &[]).await },
+        )
+        .await
+        .unwrap();
+        db.read("test.sleepy", |c| async move {
+            c.execute("SELECT pg_sleep(0.05)", &[]).await
+        })
+        .await
+        .unwrap();
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let slow: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("slow database operation"))
+            .collect();
+        assert_eq!(slow.len(), 1, "{logs}");
+        assert!(
+            slow[0].contains("WARN") && slow[0].contains("op=\"test.sleepy\""),
+            "{logs}"
+        );
+    }
+}

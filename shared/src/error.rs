@@ -1,0 +1,231 @@
+//! The one HTTP error type, rendered as RFC 9457 `application/problem+json`.
+//!
+//! Handlers and extractors return [`ApiError`]. Its response carries a [`Problem`] in the
+//! response extensions and no body; `http::problem_details`, a layer of the shared chain, adds
+//! the request id and serialises it. That layer also turns every bare error response from
+//! elsewhere (axum's 405, tower-http's 408/413, a caught panic) into the same format, so it is
+//! the only code in the workspace that writes problem+json.
+
+use std::borrow::Cow;
+
+use aide::{
+    generate::GenContext,
+    openapi::{MediaType, Operation, Response as DocResponse, SchemaObject},
+};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::db::DbError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// RFC 9457 problem details, plus the request id that ties a failure to its log lines.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Problem {
+    /// A URI naming the problem type; `about:blank` means "see the status code".
+    #[serde(rename = "type")]
+    pub kind: Cow<'static, str>,
+    pub title: Cow<'static, str>,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Echoes the `X-Request-Id` response header.
+    pub request_id: Option<String>,
+    /// Field-level validation failures, when the request body was well-formed but invalid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    /// A problem with only a status: what a bare error response from a layer becomes.
+    pub fn from_status(status: StatusCode) -> Self {
+        Self {
+            kind: Cow::Borrowed("about:blank"),
+            title: Cow::Borrowed(status.canonical_reason().unwrap_or("Error")),
+            status: status.as_u16(),
+            detail: default_detail(status).map(str::to_owned),
+            request_id: None,
+            errors: Vec::new(),
+        }
+    }
+}
+
+fn default_detail(status: StatusCode) -> Option<&'static str> {
+    Some(match status {
+        StatusCode::NOT_FOUND => "no resource at this path",
+        StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed here; see the Allow header",
+        StatusCode::REQUEST_TIMEOUT => "the request took too long and was abandoned",
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the configured limit",
+        StatusCode::UNAUTHORIZED => "valid credentials are required",
+        StatusCode::INTERNAL_SERVER_ERROR => "an internal error occurred; quote the request id",
+        StatusCode::SERVICE_UNAVAILABLE => "a dependency is unavailable; try again shortly",
+        _ => return None,
+    })
+}
+
+/// One invalid field of a request body or query.
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An error a handler returns. 5xx causes are logged once, never sent to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: Option<String>,
+    errors: Vec<FieldError>,
+    source: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: Some(detail.into()),
+            errors: Vec::new(),
+            source: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, detail)
+    }
+
+    /// 422: the body parsed but its values break the rules listed in `errors`.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: Some("the request has invalid fields".into()),
+            errors,
+            source: None,
+        }
+    }
+
+    /// 500 with a generic body; `source` is logged with its whole cause chain.
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            detail: None,
+            errors: Vec::new(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// 503 with a generic body; `source` is logged.
+    pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            detail: None,
+            errors: Vec::new(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            Self::unavailable(e)
+        } else {
+            Self::internal(e)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(source) = &self.source {
+            // `{:#}` prints the whole cause chain on one line; this is the only place it is
+            // logged, and it never reaches the client.
+            tracing::error!(
+                status = self.status.as_u16(),
+                error = format!("{source:#}"),
+                "request failed"
+            );
+        }
+        let mut problem = Problem::from_status(self.status);
+        if let Some(detail) = self.detail {
+            problem.detail = Some(detail);
+        }
+        problem.errors = self.errors;
+        let mut response = self.status.into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response.extensions_mut().insert(problem);
+        response
+    }
+}
+
+/// Documents an error response as problem+json.
+pub(crate) fn problem_response(ctx: &mut GenContext, description: &str) -> DocResponse {
+    DocResponse {
+        description: description.to_owned(),
+        content: [(
+            PROBLEM_JSON.to_owned(),
+            MediaType {
+                schema: Some(SchemaObject {
+                    json_schema: ctx.schema.subschema_for::<Problem>(),
+                    example: None,
+                    external_docs: None,
+                }),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
+
+impl aide::OperationOutput for ApiError {
+    type Inner = Problem;
+
+    fn operation_response(ctx: &mut GenContext, _op: &mut Operation) -> Option<DocResponse> {
+        Some(problem_response(ctx, "Error (RFC 9457 problem details)"))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<u16>, DocResponse)> {
+        Self::operation_response(ctx, op)
+            .map(|r| vec![(None, r)])
+            .unwrap_or_default()
+    }
+}

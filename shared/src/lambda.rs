@@ -1,0 +1,96 @@
+//! Running a router as a Lambda function, through the same chain as the host.
+//!
+//! `lambda_http::run` panics outside Lambda (it needs the runtime API's environment), so only
+//! [`run`] calls it and the host never does.
+
+use axum::Router;
+use http::Uri;
+use lambda_http::{
+    Adapter, RequestExt,
+    lambda_runtime::{self, LambdaEvent},
+    request::{LambdaRequest, RequestContext},
+};
+use tower::{ServiceExt, util::MapRequest};
+
+use crate::{
+    config::{Config, Runtime},
+    state::AppState,
+    telemetry,
+};
+
+type RoutedService = MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request>;
+
+/// The Lambda entry point of every function crate: config from the environment, a small lazy
+/// pool created once per container (outside the handler), the shared chain, the runtime loop.
+pub async fn run(router: Router<AppState>) -> Result<(), lambda_http::Error> {
+    let config = Config::from_env(Runtime::Lambda)?;
+    telemetry::init(config.log_format);
+    let state = AppState::new(config)?;
+    let app = crate::http::app(router, state);
+    lambda_runtime::run(handler(app)).await
+}
+
+/// The service the runtime calls with each event; tests push real gateway events through it.
+pub fn handler(app: Router) -> Adapter<'static, axum::response::Response, RoutedService> {
+    Adapter::from(app.map_request(strip_stage as fn(lambda_http::Request) -> lambda_http::Request))
+}
+
+/// Convenience for tests and tools: one event in, the serialised Lambda response out.
+pub async fn invoke(
+    app: Router,
+    event: serde_json::Value,
+) -> Result<serde_json::Value, lambda_http::Error> {
+    let request: LambdaRequest = serde_json::from_value(event)?;
+    let response = handler(app)
+        .oneshot(LambdaEvent::new(
+            request,
+            lambda_runtime::Context::default(),
+        ))
+        .await?;
+    Ok(serde_json::to_value(response)?)
+}
+
+/// Routes on the path the client asked for, without an API Gateway stage.
+///
+/// lambda_http prefixes the stage name (`/prod/v1/items`) unless an environment variable says
+/// otherwise; we cannot rely on deployments setting it, so the router sees the event's own
+/// path: for REST APIs (v1) `path` never contains the stage; for HTTP APIs (v2) `rawPath`
+/// contains it on named stages and not on `$default`.
+fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
+    let path = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(_)) => req.raw_http_path().to_owned(),
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            let raw = req.raw_http_path();
+            match ctx.stage.as_deref() {
+                Some(stage) if stage != "$default" => {
+                    let prefix = format!("/{stage}");
+                    match raw.strip_prefix(&prefix) {
+                        Some("") => "/".to_owned(),
+                        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+                        _ => raw.to_owned(),
+                    }
+                }
+                _ => raw.to_owned(),
+            }
+        }
+        _ => return req,
+    };
+    if path.is_empty() || path == req.uri().path() {
+        return req;
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// The error type of a Lambda `main`.
+pub use lambda_http::Error;

@@ -1,0 +1,30 @@
+//! The SQL migrations in `migrations/`, embedded at compile time and applied by refinery.
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Arbitrary but fixed key for the session advisory lock that serialises migrators.
+const MIGRATION_LOCK_KEY: i64 = 0x6261_7361_6c74; // "basalt"
+
+/// Applies pending migrations; returns how many ran.
+///
+/// Refinery itself does not lock, so several replicas starting at once could race on the
+/// schema-history table; a session advisory lock makes them take turns.
+pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<usize> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let result = embedded::migrations::runner()
+        .set_abort_divergent(true)
+        .run_async(client)
+        .await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let report = result?;
+    for m in report.applied_migrations() {
+        tracing::info!(version = m.version(), name = m.name(), "applied migration");
+    }
+    Ok(report.applied_migrations().len())
+}

@@ -1,0 +1,39 @@
+//! The state every handler receives.
+
+use std::sync::Arc;
+
+use crate::{auth::jwt::JwtKeys, config::Config, db::Db};
+
+/// Cheap to clone: everything behind an `Arc` or already shared (the pool).
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    /// Derived once from `JWT_SECRET`, not per request.
+    pub jwt: Arc<JwtKeys>,
+}
+
+impl AppState {
+    /// Builds the state without touching the network (the pool connects on first use).
+    pub fn new(config: Config) -> Result<Self, StateError> {
+        let db = Db::new(&config)?;
+        Self::with_db(config, db)
+    }
+
+    pub fn with_db(config: Config, db: Db) -> Result<Self, StateError> {
+        Ok(Self {
+            jwt: Arc::new(JwtKeys::new(&config.jwt_secret, config.jwt_ttl)?),
+            config: Arc::new(config),
+            db,
+        })
+    }
+}
+
+/// Why the state could not be built at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("JWT_SECRET cannot be used as an HS256 key: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+}
