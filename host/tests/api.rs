@@ -905,3 +905,94 @@ async fn requests_survive_terminated_database_connections() {
     let r = app.get("/v1/items", &user.token).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn every_protected_operation_refuses_anonymous_callers() {
+    let app = spawn_app().await;
+    let doc = app
+        .send(Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+    let some_id = Uuid::now_v7().to_string();
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", &some_id);
+        for method in ops.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            if shared::auth::is_public(&method, path) {
+                continue;
+            }
+            let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
+            for token in [None, Some("not-a-token"), Some("bsk_short")] {
+                let r = app
+                    .send(method.clone(), &concrete, token, body.clone())
+                    .await;
+                assert_eq!(r.status, 401, "{method} {path} with {token:?}: {}", r.body);
+                r.assert_problem(401);
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 11);
+}
+
+#[tokio::test]
+async fn api_key_use_is_recorded_at_most_once_a_minute() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let key = app
+        .post("/v1/api-keys", &user.token, json!({"name": "k"}))
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let last_used = || async {
+        app.get("/v1/api-keys", &user.token).await.body["items"][0]["last_used_at"].clone()
+    };
+    assert!(last_used().await.is_null());
+    assert_eq!(app.get("/v1/users/me", &key).await.status, 200);
+    let first = last_used().await;
+    assert!(first.is_string());
+    assert_eq!(app.get("/v1/users/me", &key).await.status, 200);
+    assert_eq!(
+        last_used().await,
+        first,
+        "a second use within a minute writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_do_not_leak_sql_or_internals() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    app.state
+        .db
+        .read("test.break_schema", |c| async move {
+            c.batch_execute("ALTER TABLE items RENAME TO items_gone")
+                .await
+        })
+        .await
+        .unwrap();
+    let r = app.get("/v1/items", &user.token).await;
+    r.assert_problem(500);
+    let text = r.body.to_string();
+    for leak in ["items", "relation", "SELECT", "postgres", "42P01"] {
+        assert!(!text.contains(leak), "{leak} leaked: {text}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_ids_are_400_on_every_item_route() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    app.get("/v1/items/123", &user.token)
+        .await
+        .assert_problem(400);
+    app.patch("/v1/items/123", &user.token, json!({"title": "x"}))
+        .await
+        .assert_problem(400);
+    app.delete("/v1/items/123", &user.token)
+        .await
+        .assert_problem(400);
+}

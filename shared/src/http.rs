@@ -142,3 +142,134 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no resource at this path")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::routing::{get, post};
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{db::Db, testing};
+
+    /// The chain around throwaway routes, with a pool that never connects: these tests are
+    /// about the layers, not the database. The routes sit on public paths so auth lets them in.
+    fn chain(router: Router<AppState>) -> Router {
+        let mut config = testing::config("postgres://nobody@127.0.0.1:1/none");
+        config.request_timeout = Duration::from_millis(100);
+        config.body_limit_bytes = 1024;
+        let db = Db::new(&config).unwrap();
+        app(router, AppState::with_db(config, db).unwrap())
+    }
+
+    async fn call(app: Router, req: http::Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+        let res = app.oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn assert_problem(status: StatusCode, headers: &http::HeaderMap, body: &Value, expected: u16) {
+        assert_eq!(status.as_u16(), expected, "{body}");
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(body["status"], expected);
+        assert_eq!(body["request_id"], headers[&REQUEST_ID].to_str().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_generic_500_problem() {
+        let app = chain(Router::new().route(
+            "/health",
+            get(|| async {
+                #[allow(clippy::panic)]
+                if true {
+                    panic!("secret internals: password=hunter2");
+                }
+                "unreachable"
+            }),
+        ));
+        let req = http::Request::get("/health").body(Body::empty()).unwrap();
+        let (status, headers, body) = call(app, req).await;
+        assert_problem(status, &headers, &body, 500);
+        assert!(!body.to_string().contains("hunter2"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_handler_times_out_with_408() {
+        let app = chain(Router::new().route(
+            "/health",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        ));
+        let req = http::Request::get("/health").body(Body::empty()).unwrap();
+        let (status, headers, body) = call(app, req).await;
+        assert_problem(status, &headers, &body, 408);
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_413_whether_declared_or_streamed() {
+        let echo = || {
+            Router::new().route(
+                "/v1/auth/register",
+                post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            )
+        };
+        let small = http::Request::post("/v1/auth/register")
+            .body(Body::from("x".repeat(1000)))
+            .unwrap();
+        assert_eq!(chain(echo()).oneshot(small).await.unwrap().status(), 200);
+        let declared = http::Request::post("/v1/auth/register")
+            .body(Body::from("x".repeat(2000)))
+            .unwrap();
+        let (status, headers, body) = call(chain(echo()), declared).await;
+        assert_problem(status, &headers, &body, 413);
+        // No Content-Length: the limit still applies while the body streams in.
+        let chunks = futures_stream(vec!["x".repeat(600), "x".repeat(600)]);
+        let streamed = http::Request::post("/v1/auth/register")
+            .body(Body::from_stream(chunks))
+            .unwrap();
+        let (status, headers, body) = call(chain(echo()), streamed).await;
+        assert_problem(status, &headers, &body, 413);
+    }
+
+    fn futures_stream(
+        chunks: Vec<String>,
+    ) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> + Send + 'static {
+        futures_util::stream::iter(chunks.into_iter().map(Ok))
+    }
+
+    #[tokio::test]
+    async fn incoming_request_ids_are_kept_only_when_sane() {
+        let app = || chain(Router::new().route("/health", get(|| async { "ok" })));
+        for (sent, kept) in [
+            ("abc-123_X.y", true),
+            ("", false),
+            ("has space", false),
+            ("new\nline", false),
+            (&"a".repeat(128), true),
+            (&"a".repeat(129), false),
+        ] {
+            let mut req = http::Request::get("/health");
+            if let Ok(v) = HeaderValue::from_str(sent) {
+                req = req.header(&REQUEST_ID, v);
+            }
+            let res = app()
+                .oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let echoed = res.headers()[&REQUEST_ID].to_str().unwrap();
+            assert_eq!(echoed == sent, kept, "{sent:?} → {echoed}");
+            if !kept {
+                assert!(uuid::Uuid::parse_str(echoed).is_ok());
+            }
+        }
+    }
+}
