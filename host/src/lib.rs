@@ -8,10 +8,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use aide::{
     axum::ApiRouter,
-    openapi::{
-        ApiKeyLocation, Info, MediaType, OpenApi, ReferenceOr, Response, SchemaObject,
-        SecurityScheme,
-    },
+    openapi::{ApiKeyLocation, Info, OpenApi, ReferenceOr, SecurityScheme},
     scalar::Scalar,
 };
 use axum::{
@@ -96,23 +93,10 @@ pub fn routes() -> (Router<AppState>, Arc<OpenApi>) {
 /// Every operation can also fail at the edge of the chain (405, 408, 413, 500, 503) with the
 /// same problem+json body; say so once per operation as its `default` response.
 fn document_edge_errors(doc: &mut OpenApi) {
-    let problem = ReferenceOr::Item(Response {
-        description: "Error (RFC 9457 problem details)".into(),
-        content: [(
-            shared::error::PROBLEM_JSON.to_owned(),
-            MediaType {
-                schema: Some(SchemaObject {
-                    json_schema: json_schema!({ "$ref": "#/components/schemas/Problem" }),
-                    example: None,
-                    external_docs: None,
-                }),
-                ..MediaType::default()
-            },
-        )]
-        .into_iter()
-        .collect(),
-        ..Response::default()
-    });
+    let problem = ReferenceOr::Item(shared::error::problem_doc(
+        json_schema!({ "$ref": "#/components/schemas/Problem" }),
+        "Error (RFC 9457 problem details)",
+    ));
     let Some(paths) = doc.paths.as_mut() else {
         return;
     };

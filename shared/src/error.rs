@@ -194,13 +194,19 @@ impl IntoResponse for ApiError {
 
 /// Documents an error response as problem+json.
 pub(crate) fn problem_response(ctx: &mut GenContext, description: &str) -> DocResponse {
+    problem_doc(ctx.schema.subschema_for::<Problem>(), description)
+}
+
+/// A problem+json response description whose body follows `schema` (the `Problem` schema or
+/// a reference to it).
+pub fn problem_doc(schema: schemars::Schema, description: &str) -> DocResponse {
     DocResponse {
         description: description.to_owned(),
         content: [(
             PROBLEM_JSON.to_owned(),
             MediaType {
                 schema: Some(SchemaObject {
-                    json_schema: ctx.schema.subschema_for::<Problem>(),
+                    json_schema: schema,
                     example: None,
                     external_docs: None,
                 }),

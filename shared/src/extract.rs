@@ -125,69 +125,50 @@ impl<T: JsonSchema> OperationOutput for Created<T> {
     }
 }
 
-/// Path parameters; a value that does not parse (e.g. a malformed UUID) is a 400.
-#[derive(Debug)]
-pub struct Path<T>(pub T);
+/// Declares a wrapper around an axum parts extractor whose rejection becomes a 400
+/// `ApiError` and whose OpenAPI description is axum's plus that 400.
+macro_rules! bad_request_on_rejection {
+    ($(#[$doc:meta])* $name:ident wraps $inner:ident, $description:literal) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<T>(pub T);
 
-impl<T, S> FromRequestParts<S> for Path<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+        impl<T, S> FromRequestParts<S> for $name<T>
+        where
+            T: DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(v)| Self(v))
-            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
-    }
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                axum::extract::$inner::<T>::from_request_parts(parts, state)
+                    .await
+                    .map(|axum::extract::$inner(v)| Self(v))
+                    .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+            }
+        }
+
+        impl<T: JsonSchema> OperationInput for $name<T> {
+            fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+                axum::extract::$inner::<T>::operation_input(ctx, operation);
+            }
+
+            fn inferred_early_responses(
+                ctx: &mut GenContext,
+                _operation: &mut Operation,
+            ) -> Vec<(Option<u16>, DocResponse)> {
+                vec![(Some(400), problem_response(ctx, $description))]
+            }
+        }
+    };
 }
 
-impl<T: JsonSchema> OperationInput for Path<T> {
-    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
-        axum::extract::Path::<T>::operation_input(ctx, operation);
-    }
+bad_request_on_rejection!(
+    /// Path parameters; a value that does not parse (e.g. a malformed UUID) is a 400.
+    Path wraps Path, "Malformed path parameter"
+);
 
-    fn inferred_early_responses(
-        ctx: &mut GenContext,
-        _operation: &mut Operation,
-    ) -> Vec<(Option<u16>, DocResponse)> {
-        vec![(Some(400), problem_response(ctx, "Malformed path parameter"))]
-    }
-}
-
-/// Query parameters; unparseable ones are a 400.
-#[derive(Debug)]
-pub struct Query<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for Query<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(v)| Self(v))
-            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
-    }
-}
-
-impl<T: JsonSchema> OperationInput for Query<T> {
-    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
-        axum::extract::Query::<T>::operation_input(ctx, operation);
-    }
-
-    fn inferred_early_responses(
-        ctx: &mut GenContext,
-        _operation: &mut Operation,
-    ) -> Vec<(Option<u16>, DocResponse)> {
-        vec![(
-            Some(400),
-            problem_response(ctx, "Malformed query parameter"),
-        )]
-    }
-}
+bad_request_on_rejection!(
+    /// Query parameters; unparseable ones are a 400.
+    Query wraps Query, "Malformed query parameter"
+);
