@@ -5,6 +5,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Minimum HS256 key length: a shorter key is brute-forceable offline from any issued token.
@@ -68,6 +69,75 @@ pub struct Config {
     pub request_timeout: Duration,
     /// `BASALT_DEV=1`: local development; allows a short JWT secret. Never set in deployments.
     pub dev_mode: bool,
+    /// Unset: rate limiting runs in memory only (per process). May carry a password.
+    pub redis_url: Option<SecretString>,
+    /// How long a rate-limit decision may wait for Redis before the in-memory limiter decides
+    /// instead: a slow Redis must not become a slow API.
+    pub redis_timeout: Duration,
+    /// Prefix of every Redis key, so several installations (or tests) can share one Redis.
+    pub redis_key_prefix: String,
+    pub rate_limits: RateLimits,
+    /// Browser origins allowed to call the API with credentials. Never `*`.
+    pub cors_allowed_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, ingress controllers).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// A request budget: at most `requests` in any sliding window of `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+impl std::str::FromStr for Limit {
+    type Err = String;
+
+    /// `N/SECONDS`, e.g. `120/60` (an optional `s` suffix is accepted: `120/60s`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (n, secs) = s
+            .trim()
+            .split_once('/')
+            .ok_or("expected REQUESTS/SECONDS, e.g. 120/60")?;
+        let requests: u32 = n.trim().parse().map_err(|e| format!("requests: {e}"))?;
+        let secs: u64 = secs
+            .trim()
+            .trim_end_matches('s')
+            .parse()
+            .map_err(|e| format!("seconds: {e}"))?;
+        if requests == 0 || secs == 0 {
+            return Err("both numbers must be at least 1".into());
+        }
+        Ok(Self {
+            requests,
+            window: Duration::from_secs(secs),
+        })
+    }
+}
+
+/// Per-endpoint budgets: an override for `METHOD /route/template`, else the stricter auth
+/// budget for sign-in and registration (brute force), else the default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    pub default: Limit,
+    pub auth: Limit,
+    pub overrides: Vec<(String, Limit)>,
+}
+
+/// The routes that get the auth budget unless overridden.
+pub const AUTH_LIMITED_ROUTES: &[&str] = &["POST /v1/auth/token", "POST /v1/auth/register"];
+
+impl RateLimits {
+    /// The budget for an endpoint named `METHOD /route/template`.
+    pub fn for_endpoint(&self, endpoint: &str) -> Limit {
+        if let Some((_, limit)) = self.overrides.iter().find(|(e, _)| e == endpoint) {
+            *limit
+        } else if AUTH_LIMITED_ROUTES.contains(&endpoint) {
+            self.auth
+        } else {
+            self.default
+        }
+    }
 }
 
 impl Config {
@@ -148,6 +218,30 @@ impl Config {
             body_limit_bytes: parse(&get, "BODY_LIMIT_BYTES", 1024 * 1024usize)?,
             request_timeout: Duration::from_secs(parse(&get, "REQUEST_TIMEOUT_SECONDS", 30u64)?),
             dev_mode,
+            redis_url: get("REDIS_URL").map(SecretString::from),
+            redis_timeout: Duration::from_millis(parse(&get, "REDIS_TIMEOUT_MS", 20u64)?),
+            redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "basalt".into()),
+            rate_limits: RateLimits {
+                default: parse(
+                    &get,
+                    "RATE_LIMIT_DEFAULT",
+                    Limit {
+                        requests: 300,
+                        window: Duration::from_secs(60),
+                    },
+                )?,
+                auth: parse(
+                    &get,
+                    "RATE_LIMIT_AUTH",
+                    Limit {
+                        requests: 10,
+                        window: Duration::from_secs(60),
+                    },
+                )?,
+                overrides: rate_limit_overrides(get("RATE_LIMIT_OVERRIDES").as_deref())?,
+            },
+            cors_allowed_origins: cors_origins(get("CORS_ALLOWED_ORIGINS").as_deref())?,
+            trusted_proxies: trusted_proxies(get("TRUSTED_PROXIES").as_deref())?,
         })
     }
 
@@ -155,6 +249,85 @@ impl Config {
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
     }
+}
+
+/// `METHOD /route=N/SECONDS,...`, e.g. `GET /v1/items=600/60,POST /v1/items=60/60`.
+fn rate_limit_overrides(raw: Option<&str>) -> Result<Vec<(String, Limit)>, ConfigError> {
+    const NAME: &str = "RATE_LIMIT_OVERRIDES";
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| {
+            let (endpoint, limit) = entry
+                .rsplit_once('=')
+                .ok_or_else(|| invalid(NAME, entry, "expected METHOD /route=REQUESTS/SECONDS"))?;
+            let endpoint = endpoint.split_whitespace().collect::<Vec<_>>();
+            let [method, route] = endpoint[..] else {
+                return Err(invalid(NAME, entry, "expected METHOD /route before '='"));
+            };
+            if !route.starts_with('/') {
+                return Err(invalid(NAME, entry, "the route must start with /"));
+            }
+            let limit = limit
+                .parse()
+                .map_err(|e: String| invalid(NAME, entry, &e))?;
+            Ok((format!("{} {route}", method.to_ascii_uppercase()), limit))
+        })
+        .collect()
+}
+
+/// Comma-separated origins (`scheme://host[:port]`); `*` is refused because responses allow
+/// credentials, and browsers reject `*` with credentials anyway.
+fn cors_origins(raw: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    const NAME: &str = "CORS_ALLOWED_ORIGINS";
+    let raw = raw.unwrap_or("http://localhost:5173");
+    raw.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            if origin == "*" {
+                return Err(invalid(
+                    NAME,
+                    origin,
+                    "`*` cannot be combined with credentials; list the origins",
+                ));
+            }
+            let uri: http::Uri = origin
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| invalid(NAME, origin, &e.to_string()))?;
+            let well_formed = matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some()
+                && uri
+                    .path_and_query()
+                    .is_none_or(|pq| pq.as_str().is_empty() || pq.as_str() == "/");
+            if !well_formed {
+                return Err(invalid(
+                    NAME,
+                    origin,
+                    "expected scheme://host[:port] with no path",
+                ));
+            }
+            Ok(origin.trim_end_matches('/').to_owned())
+        })
+        .collect()
+}
+
+/// Comma-separated IP addresses or CIDR ranges.
+fn trusted_proxies(raw: Option<&str>) -> Result<Vec<IpNet>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| invalid("TRUSTED_PROXIES", p, "expected an IP address or CIDR range"))
+        })
+        .collect()
 }
 
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
@@ -245,9 +418,63 @@ mod tests {
     }
 
     #[test]
-    fn secrets_never_print() {
+    fn rate_limits_cors_and_proxies_parse_with_clear_errors() {
         let c = config(&[URL, SECRET]).unwrap();
+        assert_eq!(c.rate_limits.for_endpoint("GET /v1/items").requests, 300);
+        assert_eq!(
+            c.rate_limits.for_endpoint("POST /v1/auth/token").requests,
+            10
+        );
+        assert_eq!(c.cors_allowed_origins, ["http://localhost:5173"]);
+        assert!(c.redis_url.is_none());
+        let c = config(&[
+            URL,
+            SECRET,
+            ("RATE_LIMIT_DEFAULT", "50/10s"),
+            (
+                "RATE_LIMIT_OVERRIDES",
+                "get /v1/items=7/1, POST /v1/auth/token=3/60",
+            ),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://app.example.com, http://localhost:3000/",
+            ),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
+        ])
+        .unwrap();
+        let items = c.rate_limits.for_endpoint("GET /v1/items");
+        assert_eq!((items.requests, items.window), (7, Duration::from_secs(1)));
+        assert_eq!(
+            c.rate_limits.for_endpoint("POST /v1/auth/token").requests,
+            3
+        );
+        assert_eq!(c.rate_limits.for_endpoint("POST /v1/items").requests, 50);
+        assert_eq!(
+            c.cors_allowed_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(c.trusted_proxies.len(), 2);
+        for (name, value) in [
+            ("RATE_LIMIT_DEFAULT", "lots"),
+            ("RATE_LIMIT_AUTH", "0/60"),
+            ("RATE_LIMIT_OVERRIDES", "/v1/items=1/1"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "localhost:5173"),
+            ("CORS_ALLOWED_ORIGINS", "https://app.example.com/path"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+        ] {
+            let err = config(&[URL, SECRET, (name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = config(&[URL, SECRET, ("REDIS_URL", "redis://:s3cret@cache:6379")]).unwrap();
         let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains(SECRET.1), "{debug}");
     }

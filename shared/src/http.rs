@@ -5,25 +5,33 @@
 
 use std::any::Any;
 
+use std::time::Duration;
+
 use axum::{
     Router,
     body::Body,
-    extract::Request,
+    extract::{MatchedPath, Request},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use http::{HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use lambda_http::request::RequestContext;
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
+    trace::TraceLayer,
 };
+use tracing::Span;
 
 use crate::{
     auth,
+    config::Config,
     error::{ApiError, PROBLEM_JSON, Problem},
+    rate_limit::{self, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET},
     state::AppState,
 };
 
@@ -33,35 +41,45 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// Wraps `router` in the shared chain and binds the state.
 ///
 /// ```text
-///            request                                            response
-///               │                                                  ▲
-///   ┌───────────▼──────────────────────────────────────────────────┴───────┐
-///   │ sanitize X-Request-Id (drop an incoming id that is not a sane token)  │
-///   │ ┌─────────────────────────────────────────────────────────────────┐   │
-///   │ │ set X-Request-Id (keep the caller's, else a new UUID)           │   │
-///   │ │ ┌─────────────────────────────────────────────────────────────┐ │   │
-///   │ │ │ propagate X-Request-Id onto the response                    │ │   │
-///   │ │ │ ┌─────────────────────────────────────────────────────────┐ │ │   │
-///   │ │ │ │ problem details: every 4xx/5xx → problem+json + req. id │ │ │   │
-///   │ │ │ │ ┌─────────────────────────────────────────────────────┐ │ │ │   │
-///   │ │ │ │ │ catch panic → 500                                   │ │ │ │   │
-///   │ │ │ │ │ ┌─────────────────────────────────────────────────┐ │ │ │ │   │
-///   │ │ │ │ │ │ timeout → 408                                   │ │ │ │ │   │
-///   │ │ │ │ │ │ ┌─────────────────────────────────────────────┐ │ │ │ │ │   │
-///   │ │ │ │ │ │ │ auth: default deny, Principal attached      │ │ │ │ │ │   │
-///   │ │ │ │ │ │ │ ┌─────────────────────────────────────────┐ │ │ │ │ │ │   │
-///   │ │ │ │ │ │ │ │ body limit → 413                        │ │ │ │ │ │ │   │
-///   │ │ │ │ │ │ │ │            router / fallback            │ │ │ │ │ │ │   │
+///  request ──► sanitize X-Request-Id   drop an incoming id that is not a sane token
+///              set X-Request-Id        keep the caller's, else a new UUID
+///              propagate X-Request-Id  echo it on every response, preflights included
+///              CORS                    answer preflights; allow listed origins only
+///              request log             one line per request, a span carrying the request id
+///              problem details         every 4xx/5xx → problem+json with the request id
+///              rate limit              sliding window per (principal, endpoint) → 429
+///              catch panic             → 500
+///              timeout                 → 408
+///              auth                    default deny; attaches the Principal
+///              body limit              → 413
+///              router / fallback       → 404
 /// ```
 ///
-/// Issue 3 adds CORS, request logging and rate limiting outside auth.
+/// Outermost first; each layer sees what the ones above let through, and every response
+/// passes back out through all of them (so a 429 still gets CORS headers, a request id and a
+/// log line). The order is asserted by tests in `host/tests/api.rs`.
 pub fn app(router: Router<AppState>, state: AppState) -> Router {
     let config = &state.config;
     let layers = ServiceBuilder::new()
         .layer(middleware::from_fn(sanitize_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(cors(config))
+        // The trace layer wraps the body type; CORS needs a body it can default for preflights.
+        .map_response(IntoResponse::into_response)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span as fn(&http::Request<Body>) -> Span)
+                .on_request(())
+                .on_response(log_response as fn(&Response, Duration, &Span))
+                // 5xx causes are logged where the error is rendered; one line per request.
+                .on_failure(()),
+        )
         .layer(middleware::from_fn(problem_details))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -75,6 +93,83 @@ pub fn app(router: Router<AppState>, state: AppState) -> Router {
         // type; it only wraps the stream, so nothing is read before auth has run.
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes));
     router.fallback(not_found).layer(layers).with_state(state)
+}
+
+/// Credentials are allowed, so origins are an explicit list (config refuses `*`).
+fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .cors_allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(auth::API_KEY_HEADER),
+            REQUEST_ID,
+        ])
+        .expose_headers([
+            REQUEST_ID,
+            RATELIMIT_LIMIT,
+            RATELIMIT_REMAINING,
+            RATELIMIT_RESET,
+            header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// The span every log line of a request is emitted in. Only identifiers: never headers,
+/// bodies or query strings, which may carry secrets.
+fn request_span(req: &http::Request<Body>) -> Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(unmatched)", MatchedPath::as_str);
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        request_id,
+        method = %req.method(),
+        route,
+        principal = tracing::field::Empty,
+        apigw_request_id = tracing::field::Empty,
+        lambda_request_id = tracing::field::Empty,
+    );
+    // In Lambda, the gateway's and the invocation's ids tie our lines to AWS's own logs.
+    let apigw_id = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.as_deref(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.as_deref(),
+        _ => None,
+    };
+    if let Some(id) = apigw_id {
+        span.record("apigw_request_id", id);
+    }
+    if let Some(ctx) = req.extensions().get::<lambda_http::Context>() {
+        span.record("lambda_request_id", ctx.request_id.as_str());
+    }
+    span
+}
+
+fn log_response(response: &Response, latency: Duration, _span: &Span) {
+    tracing::info!(
+        status = response.status().as_u16(),
+        duration_ms = latency.as_secs_f64() * 1000.0,
+        "request"
+    );
 }
 
 /// Whether an incoming request id may be reused: short, and only characters that are safe in

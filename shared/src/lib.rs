@@ -11,6 +11,7 @@
 //! - [`error`]: `ApiError` and the RFC 9457 `Problem` body.
 //! - [`extract`]: `Json`/`Path`/`Query`/`Created` that fail with `ApiError`.
 //! - [`http`]: `app()`, the one function that assembles the middleware chain.
+//! - [`rate_limit`]: sliding-window limiter (Redis, in-memory fallback) and its layer.
 //! - [`lambda`]: runs a router as a Lambda function through that chain.
 //! - [`state`]: `AppState`, what handlers receive.
 //! - [`views`]: JSON shapes shared by several route crates (user, page).
@@ -24,6 +25,7 @@ pub mod extract;
 pub mod http;
 pub mod lambda;
 pub mod migrations;
+pub mod rate_limit;
 pub mod repo;
 pub mod state;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{auth::jwt::JwtKeys, config::Config, db::Db};
+use crate::{auth::jwt::JwtKeys, config::Config, db::Db, rate_limit::RateLimiter};
 
 /// Cheap to clone: everything behind an `Arc` or already shared (the pool).
 #[derive(Clone, Debug)]
@@ -11,6 +11,8 @@ pub struct AppState {
     pub db: Db,
     /// Derived once from `JWT_SECRET`, not per request.
     pub jwt: Arc<JwtKeys>,
+    /// One per process: Redis connection manager plus the in-memory fallback.
+    pub limiter: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -23,6 +25,7 @@ impl AppState {
     pub fn with_db(config: Config, db: Db) -> Result<Self, StateError> {
         Ok(Self {
             jwt: Arc::new(JwtKeys::new(&config.jwt_secret, config.jwt_ttl)?),
+            limiter: Arc::new(RateLimiter::new(&config)?),
             config: Arc::new(config),
             db,
         })
@@ -34,6 +37,8 @@ impl AppState {
 pub enum StateError {
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+    #[error("REDIS_URL is not usable: {0}")]
+    Redis(#[from] redis::RedisError),
     #[error("JWT_SECRET cannot be used as an HS256 key: {0}")]
     Jwt(#[from] jsonwebtoken::errors::Error),
 }

@@ -30,6 +30,23 @@ pub fn admin_url() -> String {
     })
 }
 
+pub const REDIS_URL_VAR: &str = "BASALT_TEST_REDIS_URL";
+
+/// The test Redis, or a panic that says how to get one.
+pub fn redis_url() -> String {
+    std::env::var(REDIS_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{REDIS_URL_VAR} is not set. These tests need a real Redis: run `scripts/test`, \
+             which starts one, or export {REDIS_URL_VAR}=redis://127.0.0.1:6379"
+        )
+    })
+}
+
+/// A key prefix no other test uses, so tests can share one Redis.
+pub fn redis_key_prefix() -> String {
+    format!("test-{}", Uuid::new_v4().simple())
+}
+
 /// Creates an empty database with a unique name and returns its URL.
 pub async fn create_database() -> String {
     let admin = admin_url();
@@ -64,6 +81,8 @@ pub fn config(database_url: &str) -> Config {
         "BCRYPT_COST" => Some("4".into()),
         "DB_POOL_MAX" => Some("4".into()),
         "BIND_ADDR" => Some("127.0.0.1:0".into()),
+        // Budgets no ordinary test reaches; rate-limit tests set their own.
+        "RATE_LIMIT_DEFAULT" | "RATE_LIMIT_AUTH" => Some("1000000/60".into()),
         _ => None,
     })
     .unwrap()
