@@ -9,7 +9,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use shared::{AppState, testing};
+use shared::{AppState, config::Config, testing};
 use uuid::Uuid;
 
 struct TestApp {
@@ -53,7 +53,12 @@ impl Reply {
 }
 
 async fn spawn_app() -> TestApp {
-    let state = testing::state().await;
+    spawn_app_with(|c| c).await
+}
+
+async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
+    capture_logs();
+    let state = testing::state_with(adjust).await;
     let app = host::Application::build(state.clone()).await.unwrap();
     let addr = app.local_addr().unwrap();
     tokio::spawn(app.run_until(std::future::pending()));
@@ -155,6 +160,44 @@ impl TestApp {
         assert_eq!(r.status, 201, "{}", r.body);
         r.body
     }
+}
+
+/// Every line the process logs, in the production JSON format, for assertions on logging.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    shared::telemetry::init_with_writer(shared::config::LogFormat::Json, || LogWriter);
+}
+
+/// The parsed log lines emitted inside the request span of `request_id`, with the span's
+/// fields merged into the line (JSON output nests them under `span`).
+fn log_lines_for(request_id: &str) -> Vec<Value> {
+    let logs = String::from_utf8(LOGS.lock().unwrap().clone()).unwrap();
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["span"]["request_id"] == request_id)
+        .map(|mut v| {
+            let span = v["span"].as_object().cloned().unwrap_or_default();
+            v.as_object_mut().unwrap().extend(span);
+            v
+        })
+        .collect()
+}
+
+fn all_logs() -> String {
+    String::from_utf8(LOGS.lock().unwrap().clone()).unwrap()
 }
 
 fn now() -> u64 {
@@ -995,4 +1038,466 @@ async fn malformed_ids_are_400_on_every_item_route() {
     app.delete("/v1/items/123", &user.token)
         .await
         .assert_problem(400);
+}
+
+// --- The middleware chain: rate limiting, CORS, request logging (real Redis) --------------
+
+fn with_redis(requests: u32) -> impl FnOnce(Config) -> Config {
+    move |mut c| {
+        c.redis_url = Some(testing::redis_url().into());
+        c.redis_key_prefix = testing::redis_key_prefix();
+        c.rate_limits.default = format!("{requests}/60").parse().unwrap();
+        c.rate_limits.auth = "3/60".parse().unwrap();
+        c
+    }
+}
+
+async fn redis_keys(url: &str, prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+fn header<'a>(r: &'a Reply, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn exactly_n_requests_pass_then_429_with_rate_limit_headers() {
+    let app = spawn_app_with(with_redis(5)).await;
+    let user = app.user().await;
+    for i in 0..5 {
+        let r = app.get("/v1/items", &user.token).await;
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(header(&r, "ratelimit-limit"), "5");
+        assert_eq!(header(&r, "ratelimit-remaining"), (4 - i).to_string());
+        let reset: u64 = header(&r, "ratelimit-reset").parse().unwrap();
+        assert!((1..=60).contains(&reset), "{reset}");
+    }
+    let r = app.get("/v1/items", &user.token).await;
+    r.assert_problem(429);
+    assert_eq!(header(&r, "ratelimit-remaining"), "0");
+    let retry: u64 = header(&r, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // The decision was Redis's: the limiter's key is there, named by principal and endpoint.
+    let keys = redis_keys(&testing::redis_url(), &app.state.config.redis_key_prefix).await;
+    let expected = format!(
+        "{}:rl:{{user:{}|GET /v1/items}}",
+        app.state.config.redis_key_prefix, user.id
+    );
+    assert!(keys.contains(&expected), "{keys:?}");
+    assert_eq!(app.state.limiter.fallback_decisions(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_requests_admit_exactly_the_budget() {
+    let app = spawn_app_with(with_redis(10)).await;
+    let user = app.user().await;
+    let client = app.http.clone();
+    let url = format!("{}/v1/items", app.base);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, url, token) = (client.clone(), url.clone(), user.token.clone());
+            tokio::spawn(async move {
+                client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut limited = 0;
+    for t in tasks {
+        match t.await.unwrap().as_u16() {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((ok, limited), (10, 10));
+}
+
+#[tokio::test]
+async fn budgets_are_independent_per_user_and_per_endpoint() {
+    let app = spawn_app_with(with_redis(3)).await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/v1/items", &alice.token).await.status, 200);
+    }
+    app.get("/v1/items", &alice.token).await.assert_problem(429);
+    // Bob's budget is his own; Alice's other endpoints have theirs.
+    assert_eq!(app.get("/v1/items", &bob.token).await.status, 200);
+    assert_eq!(
+        app.post("/v1/items", &alice.token, json!({"title": "x"}))
+            .await
+            .status,
+        201
+    );
+    // One budget per route template, whatever the id.
+    let id = Uuid::now_v7();
+    for _ in 0..3 {
+        app.get(&format!("/v1/items/{id}"), &alice.token)
+            .await
+            .assert_problem(404);
+    }
+    app.get(&format!("/v1/items/{}", Uuid::now_v7()), &alice.token)
+        .await
+        .assert_problem(429);
+    // An API key is its own principal (its public prefix).
+    let key = app
+        .post("/v1/api-keys", &alice.token, json!({"name": "k"}))
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.get("/v1/items", &key).await.status, 200);
+}
+
+#[tokio::test]
+async fn anonymous_floods_are_limited_by_ip_before_auth_runs() {
+    let app = spawn_app_with(with_redis(4)).await;
+    // Protected route, no credentials: 401 until the IP's budget is spent, then 429.
+    for _ in 0..4 {
+        app.send(Method::GET, "/v1/items", None, None)
+            .await
+            .assert_problem(401);
+    }
+    let r = app.send(Method::GET, "/v1/items", None, None).await;
+    r.assert_problem(429);
+    // Invalid tokens count against the IP too: they prove no identity.
+    app.get("/v1/items", "forged.jwt.token")
+        .await
+        .assert_problem(429);
+    // Sign-in has the stricter auth budget (3 per minute here): brute force stops at the edge.
+    for _ in 0..3 {
+        app.token("victim@example.com", "guess-1234")
+            .await
+            .assert_problem(401);
+    }
+    app.token("victim@example.com", "guess-5678")
+        .await
+        .assert_problem(429);
+    let keys = redis_keys(&testing::redis_url(), &app.state.config.redis_key_prefix).await;
+    assert!(
+        keys.iter()
+            .any(|k| k.contains("ip:127.0.0.1|POST /v1/auth/token")),
+        "{keys:?}"
+    );
+}
+
+/// A Redis server of the test's own, to kill and restart.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is needed (scripts/test installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn redis_outage_falls_back_to_memory_and_redis_is_used_again_when_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = OwnRedis::start(port);
+    let url = redis.url();
+    let url2 = url.clone();
+    let app = spawn_app_with(move |mut c| {
+        c.redis_url = Some(url2.into());
+        c.redis_key_prefix = testing::redis_key_prefix();
+        c.rate_limits.default = "3/60".parse().unwrap();
+        c
+    })
+    .await;
+    let prefix = app.state.config.redis_key_prefix.clone();
+    let alice = app.user().await;
+    assert_eq!(app.get("/v1/items", &alice.token).await.status, 200);
+    let keys = redis_keys(&url, &prefix).await;
+    assert_eq!(
+        keys.iter().filter(|k| k.contains("GET /v1/items")).count(),
+        1,
+        "{keys:?}"
+    );
+    assert_eq!(
+        app.send(Method::GET, "/ready", None, None).await.body["redis"],
+        "ok"
+    );
+
+    redis.kill();
+    // No 5xx, and limiting is still enforced: in memory, with a fresh window.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(app.get("/v1/items", &alice.token).await.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(
+        app.state.limiter.outages(),
+        1,
+        "one outage, however many failed calls"
+    );
+    assert!(app.state.limiter.fallback_decisions() >= 5);
+    let warnings = all_logs()
+        .lines()
+        .filter(|l| l.contains("Redis unavailable"))
+        .count();
+    assert!(warnings >= 1);
+    let r = app.send(Method::GET, "/ready", None, None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["redis"].as_str()),
+        (200, Some("unavailable"))
+    );
+
+    // Redis returns (empty): after the retry pause, decisions are Redis's again.
+    let _redis = OwnRedis::start(port);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let bob = app.user().await;
+    let mut back = false;
+    for _ in 0..20 {
+        assert_eq!(app.get("/v1/users/me", &bob.token).await.status, 200);
+        if redis_keys(&url, &prefix)
+            .await
+            .iter()
+            .any(|k| k.contains(&format!("user:{}|GET /v1/users/me", bob.id)))
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(back, "Redis was not used again after it came back");
+    assert_eq!(app.state.limiter.outages(), 1);
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_before_auth_and_only_for_listed_origins() {
+    let app = spawn_app().await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(Method::OPTIONS, format!("{}/v1/items", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let res = preflight("http://localhost:5173").await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://localhost:5173");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+    assert!(h.contains_key("x-request-id"));
+
+    let res = preflight("https://evil.example").await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+
+    // Actual requests: exposed headers for the listed origin, nothing for others.
+    let user = app.user().await;
+    let res = app
+        .http
+        .get(format!("{}/v1/items", app.base))
+        .bearer_auth(&user.token)
+        .header("origin", "http://localhost:5173")
+        .send()
+        .await
+        .unwrap();
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for name in [
+        "x-request-id",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "retry-after",
+    ] {
+        assert!(exposed.contains(name), "{name} not exposed: {exposed}");
+    }
+    let res = app
+        .http
+        .get(format!("{}/v1/items", app.base))
+        .bearer_auth(&user.token)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn a_429_carries_cors_headers_and_the_request_id() {
+    let app = spawn_app_with(with_redis(1)).await;
+    let user = app.user().await;
+    let send = || {
+        app.http
+            .get(format!("{}/v1/items", app.base))
+            .bearer_auth(&user.token)
+            .header("origin", "http://localhost:5173")
+            .header("x-request-id", "order-test-429")
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 200);
+    let r = TestApp::reply(send().await.unwrap()).await;
+    r.assert_problem(429);
+    assert_eq!(r.request_id(), "order-test-429");
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        "http://localhost:5173"
+    );
+    assert!(header(&r, "retry-after").parse::<u64>().is_ok());
+}
+
+#[tokio::test]
+async fn one_log_line_per_request_with_route_status_principal_and_no_secrets() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let item = app.item(&user, "logged").await;
+    let key = app
+        .post("/v1/api-keys", &user.token, json!({"name": "k"}))
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A 401 carries the request id and is logged with status 401.
+    let res = app
+        .http
+        .get(format!("{}/v1/items", app.base))
+        .header("x-request-id", "log-test-401")
+        .header("cookie", "session=cookie-secret-value")
+        .send()
+        .await
+        .unwrap();
+    let r = TestApp::reply(res).await;
+    r.assert_problem(401);
+    let lines = log_lines_for("log-test-401");
+    let request_lines: Vec<&Value> = lines.iter().filter(|l| l["message"] == "request").collect();
+    assert_eq!(request_lines.len(), 1, "{lines:?}");
+    assert_eq!(request_lines[0]["status"], 401);
+    assert_eq!(request_lines[0]["method"], "GET");
+    assert_eq!(request_lines[0]["route"], "/v1/items");
+
+    // A success through an API key: route template (not the raw path), principal, duration.
+    let path = format!("/v1/items/{}", item["id"].as_str().unwrap());
+    let res = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .header("x-api-key", &key)
+        .header("x-request-id", "log-test-200")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let lines = log_lines_for("log-test-200");
+    let line = lines.iter().find(|l| l["message"] == "request").unwrap();
+    assert_eq!(line["route"], "/v1/items/{id}");
+    assert_eq!(line["status"], 200);
+    assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+    let principal = line["principal"].as_str().unwrap();
+    assert!(principal.starts_with(&user.id.to_string()), "{principal}");
+    assert_eq!(
+        lines.iter().filter(|l| l["message"] == "request").count(),
+        1
+    );
+
+    // A login and a password change put secrets in headers and bodies: none reach the logs.
+    let res = app
+        .http
+        .patch(format!("{}/v1/users/me", app.base))
+        .bearer_auth(&user.token)
+        .header("x-request-id", "log-test-secrets")
+        .json(&json!({"password": "brand-new-secret-pw", "current_password": user.password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(log_lines_for("log-test-secrets").len(), 1);
+    let logs = all_logs();
+    let key_secret = key.rsplit('_').next().unwrap();
+    for secret in [
+        user.token.as_str(),
+        key.as_str(),
+        key_secret,
+        user.password.as_str(),
+        "brand-new-secret-pw",
+        "cookie-secret-value",
+        testing::TEST_JWT_SECRET,
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
+    }
 }

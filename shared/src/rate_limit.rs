@@ -162,6 +162,21 @@ impl RateLimiter {
         self.outages.load(Ordering::Relaxed)
     }
 
+    /// Whether Redis answers a PING within the timeout; `None` when no Redis is configured.
+    pub async fn ping(&self) -> Option<Result<(), String>> {
+        let redis = self.redis.as_ref()?;
+        let mut conn = redis.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        Some(
+            match tokio::time::timeout(redis.timeout.max(Duration::from_millis(250)), ping).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".into()),
+            },
+        )
+    }
+
     /// The Redis key of a limiter; the braces make it one hash slot on Redis Cluster.
     pub fn redis_key(&self, limiter: &str) -> String {
         format!("{}:rl:{{{limiter}}}", self.key_prefix)

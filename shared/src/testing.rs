@@ -182,6 +182,8 @@ pub struct Outcome {
     pub content_type: Option<String>,
     pub request_id: Option<String>,
     pub body: Value,
+    /// Every response header, names lower-cased, repeated values joined with ", ".
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 fn parse_body(bytes: &[u8]) -> Value {
@@ -214,6 +216,14 @@ pub async fn via_host(app: Router, call: &Call) -> Outcome {
             .map(|v| v.to_str().unwrap().to_owned())
     };
     let (content_type, request_id) = (header("content-type"), header("x-request-id"));
+    let mut headers = std::collections::BTreeMap::<String, String>::new();
+    for (name, value) in res.headers() {
+        let value = value.to_str().unwrap().to_owned();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| *v = format!("{v}, {value}"))
+            .or_insert(value);
+    }
     let status = res.status().as_u16();
     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
         .await
@@ -223,6 +233,7 @@ pub async fn via_host(app: Router, call: &Call) -> Outcome {
         content_type,
         request_id,
         body: parse_body(&bytes),
+        headers,
     }
 }
 
@@ -306,6 +317,20 @@ pub async fn via_lambda(app: Router, event: Value) -> Outcome {
         };
         find(&response["headers"]).or_else(|| find(&response["multiValueHeaders"]))
     };
+    let mut headers = std::collections::BTreeMap::<String, String>::new();
+    for source in ["headers", "multiValueHeaders"] {
+        for (name, value) in response[source].as_object().into_iter().flatten() {
+            let value = match value {
+                Value::Array(values) => values
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.as_str().unwrap().to_owned(),
+            };
+            headers.entry(name.to_lowercase()).or_insert(value);
+        }
+    }
     let raw = response["body"].as_str().unwrap_or_default();
     let bytes = if response["isBase64Encoded"] == json!(true) {
         B64.decode(raw).unwrap()
@@ -317,6 +342,7 @@ pub async fn via_lambda(app: Router, event: Value) -> Outcome {
         content_type: header("content-type"),
         request_id: header("x-request-id"),
         body: parse_body(&bytes),
+        headers,
     }
 }
 

@@ -4,7 +4,8 @@
 //! - `GET /health` — the process is up; never touches a dependency, so a database outage
 //!   does not get healthy pods restarted.
 //! - `GET /ready` — the database answers (within 2 s); 503 otherwise, so the load balancer
-//!   stops sending traffic.
+//!   stops sending traffic. Redis is reported but does not fail readiness: without it the
+//!   rate limiter runs in memory and the API keeps serving.
 
 use std::time::Duration;
 
@@ -49,18 +50,26 @@ async fn health() -> Json<Health> {
 pub struct Readiness {
     /// `ready`.
     pub status: &'static str,
-    /// `ok` per checked dependency.
+    /// `ok`.
     pub database: &'static str,
+    /// `ok`, `unavailable` (rate limiting runs in memory) or `not_configured`.
+    pub redis: &'static str,
 }
 
 async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let probe = state.db.read("health.ready", |c| async move {
         c.simple_query("SELECT 1").await.map(|_| ())
     });
+    let redis = match state.limiter.ping().await {
+        None => "not_configured",
+        Some(Ok(())) => "ok",
+        Some(Err(_)) => "unavailable",
+    };
     match tokio::time::timeout(READY_TIMEOUT, probe).await {
         Ok(Ok(())) => Ok(Json(Readiness {
             status: "ready",
             database: "ok",
+            redis,
         })),
         Ok(Err(e)) => Err(ApiError::unavailable(e)),
         Err(_) => Err(ApiError::unavailable(anyhow_timeout())),

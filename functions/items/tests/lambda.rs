@@ -58,3 +58,69 @@ async fn gateway_events_match_the_host() {
     .await;
     assert_eq!(r.body["title"], "u");
 }
+
+/// The chain's rate limiting and CORS through gateway events: the client IP comes from the
+/// event's request context, the budget from Redis, and a 429 keeps CORS headers and the id.
+#[tokio::test]
+async fn rate_limits_and_cors_apply_to_gateway_events() {
+    let state = testing::state_with(|mut c| {
+        c.redis_url = Some(testing::redis_url().into());
+        c.redis_key_prefix = testing::redis_key_prefix();
+        c.rate_limits.default = "3/60".parse().unwrap();
+        c
+    })
+    .await;
+    let app = || shared::http::app(fn_items::router(), state.clone());
+    let (_, token) = testing::user_with_token(&state).await;
+    let call = Call::new("GET", "/v1/items")
+        .bearer(&token)
+        .header("origin", "http://localhost:5173");
+
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let event = if i % 2 == 0 {
+            testing::http_api_event(&call, "$default")
+        } else {
+            testing::rest_api_event(&call, "prod")
+        };
+        let r = testing::via_lambda(app(), event).await;
+        assert_eq!(
+            r.headers["access-control-allow-origin"],
+            "http://localhost:5173"
+        );
+        assert_eq!(r.headers["ratelimit-limit"], "3");
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert_eq!(r.request_id.as_deref(), Some("lambda-parity-1"));
+            assert_eq!(r.body["request_id"], "lambda-parity-1");
+            assert!(r.headers["retry-after"].parse::<u64>().unwrap() >= 1);
+        }
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429],
+        "one budget whichever gateway delivers"
+    );
+
+    // Anonymous callers are limited by the source IP the gateway saw.
+    let anon = Call::new("GET", "/v1/items");
+    for expected in [401, 401, 401, 429] {
+        let r = testing::via_lambda(app(), testing::http_api_event(&anon, "$default")).await;
+        assert_eq!(r.status, expected);
+    }
+    // A different client IP has its own budget.
+    let mut other = testing::http_api_event(&anon, "$default");
+    other["requestContext"]["http"]["sourceIp"] = json!("203.0.113.77");
+    assert_eq!(testing::via_lambda(app(), other).await.status, 401);
+
+    // A preflight is answered without credentials.
+    let preflight = Call::new("OPTIONS", "/v1/items")
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST");
+    let r = testing::via_lambda(app(), testing::http_api_event(&preflight, "$default")).await;
+    assert!(r.status < 300, "{}", r.status);
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+}
