@@ -1,0 +1,95 @@
+//! Benchmark baseline: the same database work as `GET /v1/items` and `POST /v1/items`, on the
+//! same pool and repositories, with no middleware at all (no request id, CORS, logging, rate
+//! limiting, auth, limits). `scripts/bench` runs it beside the real host so the cost of the
+//! chain is a measured ratio, not a guess.
+//!
+//! Env: `DATABASE_URL`, `BENCH_USER_ID` (whose items are listed/created), `BIND_ADDR`.
+#![allow(clippy::print_stdout)]
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{Query, State},
+    routing::get,
+};
+use shared::{
+    db::Db,
+    extract::{Created, Json},
+    repo::items,
+    views::Page,
+};
+
+#[derive(Clone)]
+struct Bare {
+    db: Db,
+    user: uuid::Uuid,
+}
+
+#[derive(serde::Deserialize)]
+struct ListParams {
+    limit: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct NewItem {
+    title: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(serde::Serialize)]
+struct ItemView {
+    id: uuid::Uuid,
+    title: String,
+    description: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<items::Item> for ItemView {
+    fn from(i: items::Item) -> Self {
+        Self {
+            id: i.id,
+            title: i.title,
+            description: i.description,
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+async fn list(State(s): State<Bare>, Query(p): Query<ListParams>) -> Json<Page<ItemView>> {
+    let limit = p.limit.unwrap_or(20);
+    let mut rows = items::list(&s.db, s.user, None, limit + 1).await.unwrap_or_default();
+    let next_cursor = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        fn_items::encode_cursor(rows[rows.len() - 1].id)
+    });
+    Json(Page {
+        items: rows.into_iter().map(ItemView::from).collect(),
+        next_cursor,
+    })
+}
+
+async fn create(State(s): State<Bare>, Json(body): Json<NewItem>) -> Created<ItemView> {
+    let item = items::create(&s.db, s.user, &body.title, &body.description)
+        .await
+        .expect("insert");
+    Created(item.into())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
+    let user = std::env::var("BENCH_USER_ID").context("BENCH_USER_ID")?.parse()?;
+    let pool: usize = std::env::var("DB_POOL_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    let addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8002".into());
+    let db = Db::connect_lazy(&url, pool, std::time::Duration::from_millis(500))?;
+    let app = Router::new()
+        .route("/v1/items", get(list).post(create))
+        .with_state(Bare { db, user });
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("bare listening on {addr}");
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Load benchmark driver for scripts/bench: the full chain vs a bare router, side by side.
+
+Runs wrk against the release host (every layer, Redis rate limiting, JSON request logs) and
+against host/examples/bare.rs (same database work, no middleware), alternating targets so
+both see the same machine conditions, and prints throughput, latency percentiles, the
+ratios, and how the CPU was split between host, PostgreSQL, Redis and wrk.
+"""
+import argparse
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            pass
+    return total
+
+
+def pids_named(name):
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def request(base, method, path, body=None, token=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method)
+    if data is not None:
+        req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as res:
+        raw = res.read()
+        return json.loads(raw) if raw else None
+
+
+def wait_ready(url, proc, what):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited early with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except Exception:
+            time.sleep(0.2)
+    sys.exit(f"{what} did not become ready")
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(out):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    pct = {}
+    for p, v, u in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        pct[p] = float(v) * UNITS[u]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors:.*", out)
+    return rps, pct, int(errors.group(1)) if errors else 0, socket_errors.group(0) if socket_errors else ""
+
+
+def run_wrk(wrk, url, conns, seconds, script, server_pids):
+    cmd = [wrk, "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script, url]
+    pg_before = {p: cpu_seconds([p]) for p in pids_named("postgres")}
+    redis_before = cpu_seconds(pids_named("redis-server"))
+    server_before = cpu_seconds(server_pids)
+    started = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.time() - started
+    pg_after = {p: cpu_seconds([p]) for p in pids_named("postgres")}
+    cpu = {
+        "server": cpu_seconds(server_pids) - server_before,
+        "postgres": sum(v - pg_before.get(p, 0.0) for p, v in pg_after.items()),
+        "redis": cpu_seconds(pids_named("redis-server")) - redis_before,
+        "wrk": usage.ru_utime + usage.ru_stime,
+    }
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"wrk failed:\n{out}")
+    return out, wall, cpu
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host-bin", required=True)
+    ap.add_argument("--bare-bin", required=True)
+    ap.add_argument("--wrk", default="wrk")
+    ap.add_argument("--database-url", required=True)
+    ap.add_argument("--redis-url", required=True)
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--conns", default="32,64")
+    ap.add_argument("--workdir", required=True)
+    args = ap.parse_args()
+
+    host_port, bare_port = 18001, 18002
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        JWT_SECRET=secrets.token_urlsafe(48),
+        BIND_ADDR=f"127.0.0.1:{host_port}",
+        LOG_FORMAT="json",
+        RUST_LOG="info",
+        BCRYPT_COST="10",
+        # Budgets the benchmark cannot reach: limiting runs (one Redis round trip per
+        # request) but never refuses.
+        RATE_LIMIT_DEFAULT="1000000000/60",
+        RATE_LIMIT_AUTH="1000000000/60",
+        DB_POOL_MAX="16",
+    )
+    subprocess.run([args.host_bin, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    logs = open(os.path.join(args.workdir, "host.log"), "w")
+    host = subprocess.Popen([args.host_bin, "serve"], env=env, stdout=logs, stderr=logs)
+    base = f"http://127.0.0.1:{host_port}"
+    wait_ready(base + "/ready", host, "host")
+
+    email = f"bench-{secrets.token_hex(4)}@example.com"
+    user = request(base, "POST", "/v1/auth/register", {"email": email, "password": "bench password"})
+    token = request(base, "POST", "/v1/auth/token", {"email": email, "password": "bench password"})["access_token"]
+    for i in range(100):
+        request(base, "POST", "/v1/items", {"title": f"item {i}", "description": "x" * 100}, token)
+    page = request(base, "GET", "/v1/items?limit=100", token=token)
+    assert len(page["items"]) == 100, len(page["items"])
+
+    bare_env = dict(env, BIND_ADDR=f"127.0.0.1:{bare_port}", BENCH_USER_ID=user["id"])
+    bare = subprocess.Popen([args.bare_bin], env=bare_env, stdout=subprocess.DEVNULL)
+    bare_base = f"http://127.0.0.1:{bare_port}"
+    wait_ready(bare_base + "/v1/items?limit=1", bare, "bare")
+    bare_page = request(bare_base, "GET", "/v1/items?limit=100")
+    assert [i["id"] for i in bare_page["items"]] == [i["id"] for i in page["items"]]
+
+    scripts = {}
+    for name, method, body in [("get", "GET", None), ("post", "POST", '{"title":"bench","description":"from wrk"}')]:
+        path = os.path.join(args.workdir, f"{name}.lua")
+        with open(path, "w") as f:
+            f.write(f'wrk.method = "{method}"\n')
+            f.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+            if body:
+                f.write('wrk.headers["Content-Type"] = "application/json"\n')
+                f.write(f"wrk.body = '{body}'\n")
+        scripts[name] = path
+
+    targets = {"chain": (base, [host.pid]), "bare": (bare_base, [bare.pid])}
+    results = []
+    try:
+        for scenario, path in [("GET /v1/items?limit=100", "/v1/items?limit=100"), ("POST /v1/items", "/v1/items")]:
+            script = scripts["get" if scenario.startswith("GET") else "post"]
+            for conns in [int(c) for c in args.conns.split(",")]:
+                for target in ["chain", "bare"]:
+                    url, pids = targets[target]
+                    run_wrk(args.wrk, url + path, conns, args.warmup, script, pids)
+                    out, wall, cpu = run_wrk(args.wrk, url + path, conns, args.seconds, script, pids)
+                    rps, pct, non2xx, sock = parse_wrk(out)
+                    results.append(dict(scenario=scenario, conns=conns, target=target, rps=rps,
+                                        p50=pct.get("50"), p99=pct.get("99"), non2xx=non2xx,
+                                        sock=sock, wall=wall, cpu=cpu))
+                    print(f"  {scenario:26} c={conns:<3} {target:5} {rps:9.0f} req/s  "
+                          f"p50 {pct.get('50', 0):6.2f} ms  p99 {pct.get('99', 0):6.2f} ms"
+                          f"{'  NON-2xx: %d' % non2xx if non2xx else ''} {sock}", flush=True)
+    finally:
+        host.terminate()
+        bare.terminate()
+        host.wait()
+        bare.wait()
+
+    print()
+    print(f"{'scenario':26} {'conns':>5} | {'chain req/s':>11} {'bare req/s':>10} {'ratio':>6} | "
+          f"{'chain p50':>9} {'p99':>7} | {'bare p50':>8} {'p99':>7} | {'Δp99':>6}")
+    for chain in [r for r in results if r["target"] == "chain"]:
+        bare_r = next(r for r in results if r["target"] == "bare" and r["scenario"] == chain["scenario"]
+                      and r["conns"] == chain["conns"])
+        print(f"{chain['scenario']:26} {chain['conns']:>5} | {chain['rps']:>11.0f} {bare_r['rps']:>10.0f} "
+              f"{chain['rps'] / bare_r['rps']:>6.1%} | {chain['p50']:>7.2f}ms {chain['p99']:>5.2f}ms | "
+              f"{bare_r['p50']:>6.2f}ms {bare_r['p99']:>5.2f}ms | {chain['p99'] - bare_r['p99']:>+5.2f}ms")
+    print()
+    print("CPU split (share of the 2 cores during each measured run):")
+    print(f"{'scenario':26} {'conns':>5} {'target':6} | {'server':>6} {'postgres':>8} {'redis':>6} {'wrk':>6} | {'idle':>5}")
+    for r in results:
+        capacity = 2 * r["wall"]
+        shares = {k: v / capacity for k, v in r["cpu"].items()}
+        idle = max(0.0, 1 - sum(shares.values()))
+        print(f"{r['scenario']:26} {r['conns']:>5} {r['target']:6} | {shares['server']:>6.0%} "
+              f"{shares['postgres']:>8.0%} {shares['redis']:>6.0%} {shares['wrk']:>6.0%} | {idle:>5.0%}")
+    failed = [r for r in results if r["non2xx"]]
+    if failed:
+        sys.exit(f"{len(failed)} runs had non-2xx responses: the figures above are not valid")
+
+
+if __name__ == "__main__":
+    main()
