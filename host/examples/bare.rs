@@ -60,7 +60,9 @@ impl From<items::Item> for ItemView {
 
 async fn list(State(s): State<Bare>, Query(p): Query<ListParams>) -> Json<Page<ItemView>> {
     let limit = p.limit.unwrap_or(20);
-    let mut rows = items::list(&s.db, s.user, None, limit + 1).await.unwrap_or_default();
+    let mut rows = items::list(&s.db, s.user, None, limit + 1)
+        .await
+        .unwrap_or_default();
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);
         fn_items::encode_cursor(rows[rows.len() - 1].id)
@@ -81,8 +83,13 @@ async fn create(State(s): State<Bare>, Json(body): Json<NewItem>) -> Created<Ite
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL").context("DATABASE_URL")?;
-    let user = std::env::var("BENCH_USER_ID").context("BENCH_USER_ID")?.parse()?;
-    let pool: usize = std::env::var("DB_POOL_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    let user = std::env::var("BENCH_USER_ID")
+        .context("BENCH_USER_ID")?
+        .parse()?;
+    let pool: usize = std::env::var("DB_POOL_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
     let addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8002".into());
     let db = Db::connect_lazy(&url, pool, std::time::Duration::from_millis(500))?;
     let app = Router::new()

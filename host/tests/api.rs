@@ -1501,3 +1501,21 @@ async fn one_log_line_per_request_with_route_status_principal_and_no_secrets() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_user_deleted_by_another_replica_is_locked_out_within_the_cache_ttl() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    assert_eq!(app.get("/v1/items", &user.token).await.status, 200);
+    // Another replica deletes the account: this process learns of it only from the database.
+    let id = user.id;
+    app.state
+        .db
+        .read("test.delete_elsewhere", |c| async move {
+            c.execute("DELETE FROM users WHERE id = $1", &[&id]).await
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(shared::auth::known_users::TTL + std::time::Duration::from_millis(100)).await;
+    app.get("/v1/items", &user.token).await.assert_problem(401);
+}

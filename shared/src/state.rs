@@ -2,7 +2,12 @@
 
 use std::sync::Arc;
 
-use crate::{auth::jwt::JwtKeys, config::Config, db::Db, rate_limit::RateLimiter};
+use crate::{
+    auth::{jwt::JwtKeys, known_users::KnownUsers},
+    config::Config,
+    db::Db,
+    rate_limit::RateLimiter,
+};
 
 /// Cheap to clone: everything behind an `Arc` or already shared (the pool).
 #[derive(Clone, Debug)]
@@ -13,6 +18,8 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// One per process: Redis connection manager plus the in-memory fallback.
     pub limiter: Arc<RateLimiter>,
+    /// Users whose existence was confirmed in the last two seconds (see `known_users`).
+    pub known_users: Arc<KnownUsers>,
 }
 
 impl AppState {
@@ -26,6 +33,7 @@ impl AppState {
         Ok(Self {
             jwt: Arc::new(JwtKeys::new(&config.jwt_secret, config.jwt_ttl)?),
             limiter: Arc::new(RateLimiter::new(&config)?),
+            known_users: Arc::default(),
             config: Arc::new(config),
             db,
         })

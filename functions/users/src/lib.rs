@@ -125,6 +125,8 @@ async fn delete_me(
     principal: Principal,
 ) -> Result<NoContent, ApiError> {
     if users::delete(&state.db, principal.user_id).await? {
+        // Refuse the user's still-unexpired tokens from the next request on.
+        state.known_users.forget(principal.user_id);
         Ok(NoContent)
     } else {
         Err(ApiError::not_found("user"))

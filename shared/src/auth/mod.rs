@@ -8,6 +8,7 @@
 pub mod api_key;
 pub mod email;
 pub mod jwt;
+pub mod known_users;
 pub mod password;
 
 use aide::{
@@ -144,9 +145,13 @@ async fn authenticate(
                     .verify(token)
                     .map_err(|_| ApiError::unauthorized("invalid or expired token"))?,
             };
-            // A token outlives its account otherwise: deleting a user must lock it out now.
-            if !repo::users::exists(&state.db, user_id).await? {
-                return Err(ApiError::unauthorized("invalid or expired token"));
+            // A token outlives its account otherwise: a deleted user must be locked out (see
+            // `known_users` for how long another replica may take to notice).
+            if !state.known_users.confirmed(user_id) {
+                if !repo::users::exists(&state.db, user_id).await? {
+                    return Err(ApiError::unauthorized("invalid or expired token"));
+                }
+                state.known_users.remember(user_id);
             }
             Ok(Principal {
                 user_id,
