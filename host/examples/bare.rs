@@ -19,6 +19,10 @@ use shared::{
     views::Page,
 };
 
+// The same allocator as the host binary, so the comparison is of the chain alone.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone)]
 struct Bare {
     db: Db,

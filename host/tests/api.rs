@@ -1516,6 +1516,7 @@ async fn a_user_deleted_by_another_replica_is_locked_out_within_the_cache_ttl() 
         })
         .await
         .unwrap();
-    tokio::time::sleep(shared::auth::known_users::TTL + std::time::Duration::from_millis(100)).await;
+    tokio::time::sleep(shared::auth::known_users::TTL + std::time::Duration::from_millis(100))
+        .await;
     app.get("/v1/items", &user.token).await.assert_problem(401);
 }

@@ -1,6 +1,6 @@
 //! The state every handler receives.
 
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 
 use crate::{
     auth::{jwt::JwtKeys, known_users::KnownUsers},
@@ -9,34 +9,46 @@ use crate::{
     rate_limit::RateLimiter,
 };
 
-/// Cheap to clone: everything behind an `Arc` or already shared (the pool).
+/// What handlers and middleware share. One `Arc`: the chain clones the state for each of its
+/// stateful layers on every request, and one reference count is cheaper than five.
 #[derive(Clone, Debug)]
-pub struct AppState {
-    pub config: Arc<Config>,
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
     pub db: Db,
     /// Derived once from `JWT_SECRET`, not per request.
-    pub jwt: Arc<JwtKeys>,
+    pub jwt: JwtKeys,
     /// One per process: Redis connection manager plus the in-memory fallback.
-    pub limiter: Arc<RateLimiter>,
+    pub limiter: RateLimiter,
     /// Users whose existence was confirmed in the last two seconds (see `known_users`).
-    pub known_users: Arc<KnownUsers>,
+    pub known_users: KnownUsers,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
-    /// Builds the state without touching the network (the pool connects on first use).
+    /// Builds the state without touching the network (the pool and Redis connect on first use).
     pub fn new(config: Config) -> Result<Self, StateError> {
         let db = Db::new(&config)?;
         Self::with_db(config, db)
     }
 
     pub fn with_db(config: Config, db: Db) -> Result<Self, StateError> {
-        Ok(Self {
-            jwt: Arc::new(JwtKeys::new(&config.jwt_secret, config.jwt_ttl)?),
-            limiter: Arc::new(RateLimiter::new(&config)?),
-            known_users: Arc::default(),
-            config: Arc::new(config),
+        Ok(Self(Arc::new(Shared {
+            jwt: JwtKeys::new(&config.jwt_secret, config.jwt_ttl)?,
+            limiter: RateLimiter::new(&config)?,
+            known_users: KnownUsers::default(),
+            config,
             db,
-        })
+        })))
     }
 }
 
