@@ -102,6 +102,23 @@ pub async fn state_with(adjust: impl FnOnce(Config) -> Config) -> AppState {
     AppState::with_db(config, db).unwrap()
 }
 
+/// How many sessions are connected to the database of `database_url`, this one included.
+pub async fn backends(database_url: &str) -> i64 {
+    let (client, conn) = tokio_postgres::connect(database_url, NoTls).await.unwrap();
+    let driver = tokio::spawn(conn);
+    let n = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    drop(client);
+    let _ = driver.await;
+    n
+}
+
 /// Terminates every other backend connected to the state's database, as an administrator or
 /// a failover would, to exercise reconnection.
 pub async fn terminate_connections(database_url: &str) -> u64 {

@@ -124,3 +124,57 @@ async fn rate_limits_and_cors_apply_to_gateway_events() {
         "http://localhost:5173"
     );
 }
+
+/// A Lambda container: one small pool created with the state (outside the handler), reused by
+/// every invocation; no database connection until the first query; a connection killed while
+/// the container sat idle (frozen) is replaced, not surfaced as a 500.
+#[tokio::test]
+async fn a_container_reuses_one_small_lazy_pool_across_invocations() {
+    let state = testing::state_with(|mut c| {
+        c.db_pool_max = 2; // the Lambda default (`Config::from_env(Runtime::Lambda)`)
+        c
+    })
+    .await;
+    let (_, token) = testing::user_with_token(&state).await;
+    // A fresh state for the "container": building it opens no connection.
+    let container = shared::AppState::with_db(
+        state.config.clone(),
+        shared::db::Db::new(&state.config).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        container.db.status().size,
+        0,
+        "cold start must not wait for the database"
+    );
+    let app = shared::http::app(fn_items::router(), container.clone());
+
+    let call = Call::new("GET", "/v1/items").bearer(&token);
+    for i in 0..40 {
+        let event = if i % 2 == 0 {
+            testing::http_api_event(&call, "$default")
+        } else {
+            testing::rest_api_event(&call, "prod")
+        };
+        assert_eq!(testing::via_lambda(app.clone(), event).await.status, 200);
+    }
+    assert!(
+        container.db.status().size <= 2,
+        "{:?}",
+        container.db.status()
+    );
+    // Every session on this database: the container's, the test's own pool's, the counter.
+    let expected = (container.db.status().size + state.db.status().size + 1) as i64;
+    assert_eq!(
+        testing::backends(state.config.database_url()).await,
+        expected
+    );
+
+    // The container is frozen; meanwhile the database drops its connections.
+    assert!(testing::terminate_connections(state.config.database_url()).await >= 1);
+    for _ in 0..5 {
+        let r = testing::via_lambda(app.clone(), testing::http_api_event(&call, "$default")).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    assert!(container.db.status().size <= 2);
+}
