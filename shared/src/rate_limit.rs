@@ -377,13 +377,11 @@ pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
         Some(ConnectInfo(addr)) => Some(addr.ip()),
         None => match req.extensions().get::<RequestContext>() {
             Some(RequestContext::ApiGatewayV2(ctx)) => {
-                ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok())
+                ctx.http.source_ip.as_deref().and_then(parse_ip)
             }
-            Some(RequestContext::ApiGatewayV1(ctx)) => ctx
-                .identity
-                .source_ip
-                .as_deref()
-                .and_then(|ip| ip.parse().ok()),
+            Some(RequestContext::ApiGatewayV1(ctx)) => {
+                ctx.identity.source_ip.as_deref().and_then(parse_ip)
+            }
             // An ALB appends the address it saw to X-Forwarded-For: the right-most entry.
             Some(RequestContext::Alb(_)) => forwarded().last().copied(),
             _ => None,
@@ -399,6 +397,13 @@ pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
             .find(|ip| !is_trusted(ip))
             .unwrap_or(peer),
     )
+}
+
+/// An address as a gateway reports it: plain, or (in some sample events) as a `/32` network.
+fn parse_ip(raw: &str) -> Option<IpAddr> {
+    raw.parse()
+        .ok()
+        .or_else(|| raw.parse::<IpNet>().ok().map(|net| net.addr()))
 }
 
 /// The endpoint a request counts against: method and route template, so `/v1/items/{id}` is
@@ -517,5 +522,9 @@ mod tests {
         assert_eq!(client_ip(&req, &trusted), Some(ip("203.0.113.9")));
         // No trust configured: the peer, whatever the header says.
         assert_eq!(client_ip(&req, &[]), Some(ip("10.0.0.2")));
+        // Gateways' source IPs, plain or (in SAM sample events) as a /32.
+        assert_eq!(parse_ip("192.0.2.1/32"), Some(ip("192.0.2.1")));
+        assert_eq!(parse_ip("2001:db8::1"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_ip("not an ip"), None);
     }
 }

@@ -23,8 +23,8 @@ async fn gateway_events_match_the_host() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.body["items"].as_array().unwrap().len(),
-        4,
-        "one key per path"
+        6,
+        "one key per path: the host and five event sources"
     );
     let list = Call::new("GET", "/v1/api-keys").bearer(&key);
     assert_eq!(
