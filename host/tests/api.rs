@@ -1520,3 +1520,16 @@ async fn a_user_deleted_by_another_replica_is_locked_out_within_the_cache_ttl() 
         .await;
     app.get("/v1/items", &user.token).await.assert_problem(401);
 }
+
+#[test]
+fn the_checked_in_openapi_json_matches_the_code() {
+    // The Lambda health function serves this file, and the frontend's typed client is
+    // generated from it: it must never drift from what the code describes.
+    let (_, generated) = host::routes();
+    let generated = serde_json::to_value(&*generated).unwrap();
+    let checked_in: Value = serde_json::from_str(fn_health::OPENAPI_JSON).unwrap();
+    assert!(
+        generated == checked_in,
+        "openapi.json is stale: run `cargo run -p host -- openapi > openapi.json`"
+    );
+}

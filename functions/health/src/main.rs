@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run(fn_health::router()).await
+    shared::lambda::run(fn_health::router().merge(fn_health::docs_router())).await
 }
