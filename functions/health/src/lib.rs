@@ -48,9 +48,9 @@ pub const OPENAPI_JSON: &str = include_str!("../../../openapi.json");
 /// `/openapi.json` and `/docs` for the Lambda deployment; the host serves its own, generated
 /// live, so this is not part of [`router`].
 pub fn docs_router() -> axum::Router<AppState> {
-    let html = aide::scalar::Scalar::new("/openapi.json")
-        .with_title("Basalt API")
-        .html();
+    // The page embeds Scalar's ~3 MB script: build it on the first visit, not during a cold
+    // start that is serving something else.
+    static DOCS_HTML: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     axum::Router::new()
         .route(
             "/openapi.json",
@@ -63,9 +63,13 @@ pub fn docs_router() -> axum::Router<AppState> {
         )
         .route(
             "/docs",
-            axum::routing::get(move || {
-                let html = html.clone();
-                async move { axum::response::Html(html) }
+            axum::routing::get(|| async {
+                let html = DOCS_HTML.get_or_init(|| {
+                    aide::scalar::Scalar::new("/openapi.json")
+                        .with_title("Basalt API")
+                        .html()
+                });
+                axum::response::Html(html.as_str())
             }),
         )
 }

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Cold-start benchmark driver for scripts/bench-lambda.
+
+For each bootstrap binary: start a one-shot local Lambda Runtime API (the protocol AWS's
+runtime interface emulator speaks: GET .../invocation/next, POST .../invocation/{id}/response),
+start the process with the Lambda environment, and measure the time from spawn to the first
+response, and the process's peak RSS (VmHWM) at that moment. Repeated runs; median and spread.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def one_invocation(binary, event, env):
+    done = threading.Event()
+    result = {}
+
+    class Api(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if not self.path.endswith("/invocation/next") or result.get("served"):
+                # A second `next`: the process is done for us; hold it until it is killed.
+                done.wait(5)
+                self.send_response(500)
+                self.end_headers()
+                return
+            result["served"] = True
+            body = json.dumps(event).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Lambda-Runtime-Aws-Request-Id", "00000000-0000-0000-0000-000000000001")
+            self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000))
+            self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:bench")
+            self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            result["at"] = time.perf_counter()
+            length = int(self.headers.get("Content-Length") or 0)
+            result["body"] = json.loads(self.rfile.read(length) or b"null")
+            result["path"] = self.path
+            try:
+                with open(f"/proc/{result['pid']}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            result["rss_kb"] = int(line.split()[1])
+            except FileNotFoundError:
+                pass
+            self.send_response(202)
+            self.end_headers()
+            done.set()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    full_env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}", AWS_LAMBDA_FUNCTION_NAME="bench",
+                    AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+                    AWS_LAMBDA_LOG_STREAM_NAME="bench", AWS_LAMBDA_LOG_GROUP_NAME="bench")
+    started = time.perf_counter()
+    proc = subprocess.Popen([binary], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result["pid"] = proc.pid
+    ok = done.wait(10)
+    proc.kill()
+    proc.wait()
+    server.shutdown()
+    if not ok:
+        sys.exit(f"{binary}: no response within 10 s")
+    if "/response" not in result["path"]:
+        sys.exit(f"{binary}: runtime reported an error: {result['body']}")
+    return (result["at"] - started) * 1000, result.get("rss_kb", 0) / 1024, result["body"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", required=True, help="directory with NAME.json per function")
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--baseline", required=True, help="hello-world bootstrap")
+    ap.add_argument("functions", nargs="+", help="name=path-to-binary")
+    args = ap.parse_args()
+    env = dict(os.environ)
+    env.update(
+        # Lazy pool: no database is contacted for /health, exactly as on a real cold start.
+        DATABASE_URL="postgres://basalt@127.0.0.1:1/basalt",
+        JWT_SECRET="bench-only-jwt-secret-bench-only-jwt-secret",
+        LOG_FORMAT="json",
+        RUST_LOG="info",
+    )
+    rows = []
+    targets = [("hello-world", args.baseline)] + [tuple(f.split("=", 1)) for f in args.functions]
+    samples = {name: [] for name, _ in targets}
+    # Interleave the targets run by run, so machine noise hits them alike.
+    for _ in range(args.runs):
+        for name, binary in targets:
+            event = json.load(open(os.path.join(args.events, f"{name}.json")))
+            ms, rss, body = one_invocation(binary, event, env)
+            expected = {"hello-world": 200, "health": 200}.get(name, 401)
+            if body.get("statusCode") != expected:
+                sys.exit(f"{name}: expected {expected}, got {body}")
+            samples[name].append((ms, rss))
+    base = statistics.median(ms for ms, _ in samples["hello-world"])
+    print(f"{'function':12} {'init median':>11} {'p10':>7} {'p90':>7} {'× hello':>8} {'peak RSS':>9}")
+    for name, _ in targets:
+        ms = sorted(m for m, _ in samples[name])
+        rss = max(r for _, r in samples[name])
+        p10 = ms[max(0, len(ms) // 10)]
+        p90 = ms[min(len(ms) - 1, (len(ms) * 9) // 10)]
+        med = statistics.median(ms)
+        print(f"{name:12} {med:>9.2f}ms {p10:>5.2f}ms {p90:>5.2f}ms {med / base:>7.2f}× {rss:>7.1f}MB")
+
+
+if __name__ == "__main__":
+    main()
