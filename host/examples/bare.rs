@@ -12,6 +12,7 @@ use axum::{
     extract::{Query, State},
     routing::get,
 };
+use fn_items::ItemView;
 use shared::{
     db::Db,
     extract::{Created, Json},
@@ -39,27 +40,6 @@ struct NewItem {
     title: String,
     #[serde(default)]
     description: String,
-}
-
-#[derive(serde::Serialize)]
-struct ItemView {
-    id: uuid::Uuid,
-    title: String,
-    description: String,
-    created_at: chrono::DateTime<chrono::Utc>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl From<items::Item> for ItemView {
-    fn from(i: items::Item) -> Self {
-        Self {
-            id: i.id,
-            title: i.title,
-            description: i.description,
-            created_at: i.created_at,
-            updated_at: i.updated_at,
-        }
-    }
 }
 
 async fn list(State(s): State<Bare>, Query(p): Query<ListParams>) -> Json<Page<ItemView>> {
