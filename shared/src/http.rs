@@ -367,4 +367,57 @@ mod tests {
             }
         }
     }
+
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn lambda_request_lines_carry_the_gateway_and_invocation_ids() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = chain(Router::new().route("/health", get(|| async { "ok" })));
+        let call = testing::Call::new("GET", "/health");
+        for event in [
+            testing::http_api_event(&call, "$default"),
+            testing::rest_api_event(&call, "prod"),
+        ] {
+            let gateway_id = event["requestContext"]["requestId"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(testing::via_lambda(app.clone(), event).await.status, 200);
+            let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            let line: Value = logs
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|l| l["message"] == "request")
+                .last()
+                .unwrap();
+            assert_eq!(
+                line["span"]["apigw_request_id"],
+                gateway_id.as_str(),
+                "{line}"
+            );
+            let lambda_id = line["span"]["lambda_request_id"].as_str().unwrap();
+            assert!(uuid::Uuid::parse_str(lambda_id).is_ok(), "{line}");
+            assert_eq!(line["span"]["request_id"], "lambda-parity-1");
+        }
+    }
 }

@@ -41,11 +41,11 @@ pub async fn invoke(
     event: serde_json::Value,
 ) -> Result<serde_json::Value, lambda_http::Error> {
     let request: LambdaRequest = serde_json::from_value(event)?;
+    // The runtime gives every invocation an id; so does this stand-in.
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
     let response = handler(app)
-        .oneshot(LambdaEvent::new(
-            request,
-            lambda_runtime::Context::default(),
-        ))
+        .oneshot(LambdaEvent::new(request, context))
         .await?;
     Ok(serde_json::to_value(response)?)
 }
