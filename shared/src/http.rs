@@ -406,9 +406,9 @@ mod tests {
             let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
             let line: Value = logs
                 .lines()
+                .rev()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|l| l["message"] == "request")
-                .last()
+                .find(|l| l["message"] == "request")
                 .unwrap();
             assert_eq!(
                 line["span"]["apigw_request_id"],
