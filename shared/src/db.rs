@@ -231,11 +231,6 @@ impl Db {
         })
     }
 
-    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
     /// Pool statistics (size, available), for readiness output and tests.
     pub fn status(&self) -> deadpool_postgres::Status {
         self.pool.status()
@@ -489,22 +484,9 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn slow_operations_are_logged_with_their_name() {
-        let captured = Captured::default();
+        let captured = crate::testing::CapturedLogs::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
@@ -523,7 +505,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let logs = captured.text();
         let slow: Vec<&str> = logs
             .lines()
             .filter(|l| l.contains("slow database operation"))

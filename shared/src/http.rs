@@ -368,22 +368,9 @@ mod tests {
         }
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn lambda_request_lines_carry_the_gateway_and_invocation_ids() {
-        let captured = Captured::default();
+        let captured = testing::CapturedLogs::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -403,7 +390,7 @@ mod tests {
                 .unwrap()
                 .to_owned();
             assert_eq!(testing::via_lambda(app.clone(), event).await.status, 200);
-            let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            let logs = captured.text();
             let line: Value = logs
                 .lines()
                 .rev()

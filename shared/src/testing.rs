@@ -47,6 +47,27 @@ pub fn redis_key_prefix() -> String {
     format!("test-{}", Uuid::new_v4().simple())
 }
 
+/// An in-memory log sink for tests that assert on what is logged (and what is not).
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Creates an empty database with a unique name and returns its URL.
 pub async fn create_database() -> String {
     let admin = admin_url();

@@ -110,13 +110,9 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErro
             redis,
         })),
         Ok(Err(e)) => Err(ApiError::unavailable(e)),
-        Err(_) => Err(ApiError::unavailable(anyhow_timeout())),
+        Err(_) => Err(ApiError::unavailable(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "database readiness probe timed out",
+        ))),
     }
-}
-
-fn anyhow_timeout() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "database readiness probe timed out",
-    )
 }
