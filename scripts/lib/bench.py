@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -74,8 +75,14 @@ def parse_wrk(out):
     return rps, pct, int(errors.group(1)) if errors else 0, socket_errors.group(0) if socket_errors else ""
 
 
-def run_wrk(wrk, url, conns, seconds, script, server_pids):
+def run_wrk(wrk, url, conns, seconds, script, server_pids, perf_out=None):
     cmd = [wrk, "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script, url]
+    perf = None
+    if perf_out:
+        # Samples the server only; `perf report -i <file>` afterwards.
+        perf = subprocess.Popen(["perf", "record", "-q", "-F", "499", "-g", "-o", perf_out,
+                                 "-p", ",".join(map(str, server_pids))],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pg_before = {p: cpu_seconds([p]) for p in pids_named("postgres")}
     redis_before = cpu_seconds(pids_named("redis-server"))
     server_before = cpu_seconds(server_pids)
@@ -84,6 +91,9 @@ def run_wrk(wrk, url, conns, seconds, script, server_pids):
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.time() - started
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
     pg_after = {p: cpu_seconds([p]) for p in pids_named("postgres")}
     cpu = {
         "server": cpu_seconds(server_pids) - server_before,
@@ -107,6 +117,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--conns", default="32,64")
     ap.add_argument("--workdir", required=True)
+    ap.add_argument("--perf-dir", help="record a perf profile of the server in each measured run")
     args = ap.parse_args()
 
     host_port, bare_port = 18001, 18002
@@ -167,7 +178,10 @@ def main():
                 for target in ["chain", "bare"]:
                     url, pids = targets[target]
                     run_wrk(args.wrk, url + path, conns, args.warmup, script, pids)
-                    out, wall, cpu = run_wrk(args.wrk, url + path, conns, args.seconds, script, pids)
+                    perf_out = args.perf_dir and os.path.join(
+                        args.perf_dir, f"{scenario.split()[0].lower()}-c{conns}-{target}.data")
+                    out, wall, cpu = run_wrk(args.wrk, url + path, conns, args.seconds, script, pids,
+                                             perf_out)
                     rps, pct, non2xx, sock = parse_wrk(out)
                     results.append(dict(scenario=scenario, conns=conns, target=target, rps=rps,
                                         p50=pct.get("50"), p99=pct.get("99"), non2xx=non2xx,
