@@ -17,6 +17,17 @@ const USAGE: &str = "usage: host [serve | migrate | openapi]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `cargo lambda watch` offers every binary of the workspace, this one included; started as
+    // a "function" it would listen on BIND_ADDR and never answer the runtime API.
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        shared::lambda::refuse_invocations(
+            "host is the long-running server, not a Lambda function: invoke one of \
+             auth, users, api-keys, items, health (README, \"Lambda locally\")",
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+        return Ok(());
+    }
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
     if command == "openapi" {
         let (_, doc) = host::routes();

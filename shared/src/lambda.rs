@@ -30,6 +30,21 @@ pub async fn run(router: Router<AppState>) -> Result<(), lambda_http::Error> {
     lambda_runtime::run(handler(app)).await
 }
 
+/// For a binary that is not a function but that `cargo lambda watch` offers anyway (the host):
+/// every invocation fails at once with `message`, rather than the caller waiting on a process
+/// that never talks to the runtime API.
+pub async fn refuse_invocations(message: &'static str) -> Result<(), lambda_http::Error> {
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            Err::<serde_json::Value, _>(lambda_runtime::Diagnostic {
+                error_type: "NotAFunction".into(),
+                error_message: message.into(),
+            })
+        },
+    ))
+    .await
+}
+
 /// The service the runtime calls with each event; tests push real gateway events through it.
 pub fn handler(app: Router) -> Adapter<'static, axum::response::Response, RoutedService> {
     Adapter::from(app.map_request(strip_stage as fn(lambda_http::Request) -> lambda_http::Request))
