@@ -56,6 +56,16 @@ def one_invocation(binary, event, env):
                             result["rss_kb"] = int(line.split()[1])
             except FileNotFoundError:
                 pass
+            # CPU time of all the process's threads so far (ns on CPU, from schedstat): tells
+            # work done from time spent waiting.
+            cpu_ns = 0
+            try:
+                for task in os.listdir(f"/proc/{result['pid']}/task"):
+                    with open(f"/proc/{result['pid']}/task/{task}/schedstat") as f:
+                        cpu_ns += int(f.read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+            result["cpu_ms"] = cpu_ns / 1e6
             self.send_response(202)
             self.end_headers()
             done.set()
@@ -77,7 +87,7 @@ def one_invocation(binary, event, env):
         sys.exit(f"{binary}: no response within 10 s")
     if "/response" not in result["path"]:
         sys.exit(f"{binary}: runtime reported an error: {result['body']}")
-    return (result["at"] - started) * 1000, result.get("rss_kb", 0) / 1024, result["body"]
+    return (result["at"] - started) * 1000, result.get("rss_kb", 0) / 1024, result["body"], result["cpu_ms"]
 
 
 def main():
@@ -102,20 +112,21 @@ def main():
     for _ in range(args.runs):
         for name, binary in targets:
             event = json.load(open(os.path.join(args.events, f"{name}.json")))
-            ms, rss, body = one_invocation(binary, event, env)
+            ms, rss, body, cpu = one_invocation(binary, event, env)
             expected = {"hello-world": 200, "health": 200}.get(name, 401)
             if body.get("statusCode") != expected:
                 sys.exit(f"{name}: expected {expected}, got {body}")
-            samples[name].append((ms, rss))
-    base = statistics.median(ms for ms, _ in samples["hello-world"])
-    print(f"{'function':12} {'init median':>11} {'p10':>7} {'p90':>7} {'× hello':>8} {'peak RSS':>9}")
+            samples[name].append((ms, rss, cpu))
+    base = statistics.median(ms for ms, _, _ in samples["hello-world"])
+    print(f"{'function':12} {'init median':>11} {'p10':>7} {'p90':>7} {'× hello':>8} {'peak RSS':>9} {'CPU median':>10}")
     for name, _ in targets:
-        ms = sorted(m for m, _ in samples[name])
-        rss = max(r for _, r in samples[name])
+        ms = sorted(m for m, _, _ in samples[name])
+        rss = max(r for _, r, _ in samples[name])
+        cpu = statistics.median(c for _, _, c in samples[name])
         p10 = ms[max(0, len(ms) // 10)]
         p90 = ms[min(len(ms) - 1, (len(ms) * 9) // 10)]
         med = statistics.median(ms)
-        print(f"{name:12} {med:>9.2f}ms {p10:>5.2f}ms {p90:>5.2f}ms {med / base:>7.2f}× {rss:>7.1f}MB")
+        print(f"{name:12} {med:>9.2f}ms {p10:>5.2f}ms {p90:>5.2f}ms {med / base:>7.2f}× {rss:>7.1f}MB {cpu:>8.2f}ms")
 
 
 if __name__ == "__main__":

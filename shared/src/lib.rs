@@ -12,6 +12,7 @@
 //! - [`extract`]: `Json`/`Path`/`Query`/`Created` that fail with `ApiError`.
 //! - [`http`]: `app()`, the one function that assembles the middleware chain.
 //! - [`rate_limit`]: sliding-window limiter (Redis, in-memory fallback) and its layer.
+//! - [`routes`]: `routes!`, one route list giving a documented `api()` and a plain `router()`.
 //! - [`lambda`]: runs a router as a Lambda function through that chain.
 //! - [`state`]: `AppState`, what handlers receive.
 //! - [`views`]: JSON shapes shared by several route crates (user, page).
@@ -27,6 +28,7 @@ pub mod lambda;
 pub mod migrations;
 pub mod rate_limit;
 pub mod repo;
+pub mod routes;
 pub mod state;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
@@ -38,3 +40,5 @@ pub use state::AppState;
 
 /// Re-exported so function crates document routes with the same aide version.
 pub use aide;
+/// Re-exported for [`routes!`]'s expansion.
+pub use axum;

@@ -5,10 +5,6 @@
 //! - `GET /v1/api-keys` — list keys (prefix, name, last use; never the key or its hash).
 //! - `DELETE /v1/api-keys/{id}` — revoke; effective on the next request.
 
-use aide::axum::{
-    ApiRouter,
-    routing::{delete_with, post_with},
-};
 use axum::{extract::State, response::NoContent};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -23,28 +19,21 @@ use shared::{
 };
 use uuid::Uuid;
 
-pub fn api() -> ApiRouter<AppState> {
-    ApiRouter::new()
-        .api_route(
-            "/v1/api-keys",
-            post_with(create, |op| {
-                op.tag("api-keys")
-                    .summary("Create an API key (the key is shown only in this response)")
-            })
-            .get_with(list, |op| op.tag("api-keys").summary("List your API keys")),
-        )
-        .api_route(
-            "/v1/api-keys/{id}",
-            delete_with(revoke, |op| {
-                op.tag("api-keys")
-                    .summary("Revoke an API key")
-                    .response::<204, ()>()
-            }),
-        )
-}
-
-pub fn router() -> axum::Router<AppState> {
-    api().into()
+shared::routes! {
+    "/v1/api-keys" => {
+        Post(create, |op| {
+            op.tag("api-keys")
+                .summary("Create an API key (the key is shown only in this response)")
+        }),
+        Get(list, |op| op.tag("api-keys").summary("List your API keys")),
+    },
+    "/v1/api-keys/{id}" => {
+        Delete(revoke, |op| {
+            op.tag("api-keys")
+                .summary("Revoke an API key")
+                .response::<204, ()>()
+        }),
+    },
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

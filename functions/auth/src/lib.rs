@@ -4,7 +4,6 @@
 //! - `POST /v1/auth/register` — create an account; 201 with the user, 409 if the email is taken.
 //! - `POST /v1/auth/token` — exchange email and password for an access token.
 
-use aide::axum::{ApiRouter, routing::post_with};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use shared::{
@@ -18,23 +17,16 @@ use shared::{
 use axum::extract::State;
 use secrecy::SecretString;
 
-pub fn api() -> ApiRouter<AppState> {
-    ApiRouter::new()
-        .api_route(
-            "/v1/auth/register",
-            post_with(register, |op| op.tag("auth").summary("Create an account")),
-        )
-        .api_route(
-            "/v1/auth/token",
-            post_with(token, |op| {
-                op.tag("auth")
-                    .summary("Sign in: exchange email and password for an access token")
-            }),
-        )
-}
-
-pub fn router() -> axum::Router<AppState> {
-    api().into()
+shared::routes! {
+    "/v1/auth/register" => {
+        Post(register, |op| op.tag("auth").summary("Create an account")),
+    },
+    "/v1/auth/token" => {
+        Post(token, |op| {
+            op.tag("auth")
+                .summary("Sign in: exchange email and password for an access token")
+        }),
+    },
 }
 
 /// Registration request.

@@ -6,7 +6,6 @@
 //! - `POST /v1/items` — create.
 //! - `GET|PATCH|DELETE /v1/items/{id}` — read, change, delete one.
 
-use aide::axum::{ApiRouter, routing::get_with};
 use axum::{extract::State, response::NoContent};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
@@ -27,29 +26,20 @@ pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
 
-pub fn api() -> ApiRouter<AppState> {
-    ApiRouter::new()
-        .api_route(
-            "/v1/items",
-            get_with(list, |op| {
-                op.tag("items").summary("List your items, newest first")
-            })
-            .post_with(create, |op| op.tag("items").summary("Create an item")),
-        )
-        .api_route(
-            "/v1/items/{id}",
-            get_with(get_one, |op| op.tag("items").summary("Get an item"))
-                .patch_with(update, |op| op.tag("items").summary("Change an item"))
-                .delete_with(delete, |op| {
-                    op.tag("items")
-                        .summary("Delete an item")
-                        .response::<204, ()>()
-                }),
-        )
-}
-
-pub fn router() -> axum::Router<AppState> {
-    api().into()
+shared::routes! {
+    "/v1/items" => {
+        Get(list, |op| op.tag("items").summary("List your items, newest first")),
+        Post(create, |op| op.tag("items").summary("Create an item")),
+    },
+    "/v1/items/{id}" => {
+        Get(get_one, |op| op.tag("items").summary("Get an item")),
+        Patch(update, |op| op.tag("items").summary("Change an item")),
+        Delete(delete, |op| {
+            op.tag("items")
+                .summary("Delete an item")
+                .response::<204, ()>()
+        }),
+    },
 }
 
 /// An item as clients see it.

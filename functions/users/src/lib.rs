@@ -5,7 +5,6 @@
 //! - `PATCH /v1/users/me` — change email and/or password; `current_password` required.
 //! - `DELETE /v1/users/me` — delete the account with its API keys and items.
 
-use aide::axum::{ApiRouter, routing::get_with};
 use axum::{extract::State, response::NoContent};
 use schemars::JsonSchema;
 use secrecy::SecretString;
@@ -19,23 +18,16 @@ use shared::{
     views::UserView,
 };
 
-pub fn api() -> ApiRouter<AppState> {
-    ApiRouter::new().api_route(
-        "/v1/users/me",
-        get_with(me, |op| op.tag("users").summary("The signed-in user"))
-            .patch_with(update_me, |op| {
-                op.tag("users").summary("Change email or password")
-            })
-            .delete_with(delete_me, |op| {
-                op.tag("users")
-                    .summary("Delete the account, its API keys and items")
-                    .response::<204, ()>()
-            }),
-    )
-}
-
-pub fn router() -> axum::Router<AppState> {
-    api().into()
+shared::routes! {
+    "/v1/users/me" => {
+        Get(me, |op| op.tag("users").summary("The signed-in user")),
+        Patch(update_me, |op| op.tag("users").summary("Change email or password")),
+        Delete(delete_me, |op| {
+            op.tag("users")
+                .summary("Delete the account, its API keys and items")
+                .response::<204, ()>()
+        }),
+    },
 }
 
 async fn me(
