@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def one_invocation(binary, event, env):
     done = threading.Event()
+    spawned = threading.Event()  # a fast process can answer before Popen() has returned
     result = {}
 
     class Api(BaseHTTPRequestHandler):
@@ -46,6 +47,7 @@ def one_invocation(binary, event, env):
 
         def do_POST(self):
             result["at"] = time.perf_counter()
+            spawned.wait(5)
             length = int(self.headers.get("Content-Length") or 0)
             result["body"] = json.loads(self.rfile.read(length) or b"null")
             result["path"] = self.path
@@ -79,6 +81,7 @@ def one_invocation(binary, event, env):
     started = time.perf_counter()
     proc = subprocess.Popen([binary], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result["pid"] = proc.pid
+    spawned.set()
     ok = done.wait(10)
     proc.kill()
     proc.wait()
@@ -105,29 +108,39 @@ def main():
         LOG_FORMAT="json",
         RUST_LOG="info",
     )
-    rows = []
-    targets = [("hello-world", args.baseline)] + [tuple(f.split("=", 1)) for f in args.functions]
-    samples = {name: [] for name, _ in targets}
+    # The baseline twice: as `lambda_http`'s hello-world is written (multi-threaded
+    # #[tokio::main]) and on a current-thread runtime, like the functions, for a like-for-like
+    # figure. Both are the same binary (HELLO_CURRENT_THREAD picks the runtime).
+    targets = [("hello-world", args.baseline, {}, "hello-world"),
+               ("hello-1thread", args.baseline, {"HELLO_CURRENT_THREAD": "1"}, "hello-world")]
+    targets += [(name, path, {}, name) for name, path in (f.split("=", 1) for f in args.functions)]
+    samples = {name: [] for name, *_ in targets}
     # Interleave the targets run by run, so machine noise hits them alike.
     for _ in range(args.runs):
-        for name, binary in targets:
-            event = json.load(open(os.path.join(args.events, f"{name}.json")))
-            ms, rss, body, cpu = one_invocation(binary, event, env)
-            expected = {"hello-world": 200, "health": 200}.get(name, 401)
+        for name, binary, extra_env, event_name in targets:
+            event = json.load(open(os.path.join(args.events, f"{event_name}.json")))
+            ms, rss, body, cpu = one_invocation(binary, event, dict(env, **extra_env))
+            expected = 200 if event_name in ("hello-world", "health") else 401
             if body.get("statusCode") != expected:
                 sys.exit(f"{name}: expected {expected}, got {body}")
             samples[name].append((ms, rss, cpu))
-    base = statistics.median(ms for ms, _, _ in samples["hello-world"])
-    print(f"{'function':12} {'init median':>11} {'p10':>7} {'p90':>7} {'× hello':>8} {'peak RSS':>9} {'CPU median':>10}")
-    for name, _ in targets:
+
+    def paired(name, base):
+        # Median of the per-round ratios: each round runs every target back to back.
+        return statistics.median(a[0] / b[0] for a, b in zip(samples[name], samples[base]))
+
+    print(f"{'function':13} {'init median':>11} {'p10':>7} {'p90':>7} {'× hello':>8} {'× 1-thread':>10} "
+          f"{'peak RSS':>9} {'CPU median':>10}")
+    for name, *_ in targets:
         ms = sorted(m for m, _, _ in samples[name])
         rss = max(r for _, r, _ in samples[name])
         cpu = statistics.median(c for _, _, c in samples[name])
         p10 = ms[max(0, len(ms) // 10)]
         p90 = ms[min(len(ms) - 1, (len(ms) * 9) // 10)]
         med = statistics.median(ms)
-        print(f"{name:12} {med:>9.2f}ms {p10:>5.2f}ms {p90:>5.2f}ms {med / base:>7.2f}× {rss:>7.1f}MB {cpu:>8.2f}ms")
-
+        print(f"{name:13} {med:>9.2f}ms {p10:>5.2f}ms {p90:>5.2f}ms {paired(name, 'hello-world'):>7.2f}× "
+              f"{paired(name, 'hello-1thread'):>9.2f}× {rss:>7.1f}MB {cpu:>8.2f}ms")
+    print("× hello: median over rounds of (this run / the hello-world run of the same round)")
 
 if __name__ == "__main__":
     main()

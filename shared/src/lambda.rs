@@ -22,6 +22,11 @@ type RoutedService = MapRequest<Router, fn(lambda_http::Request) -> lambda_http:
 
 /// The Lambda entry point of every function crate: config from the environment, a small lazy
 /// pool created once per container (outside the handler), the shared chain, the runtime loop.
+///
+/// The function mains run it on a current-thread runtime: a sandbox handles one invocation at
+/// a time, and blocking work (bcrypt) has tokio's blocking pool either way; starting no worker
+/// threads is most of what separates a function's cold start from hello-world's
+/// (`scripts/bench-lambda`).
 pub async fn run(router: Router<AppState>) -> Result<(), lambda_http::Error> {
     let config = Config::from_env(Runtime::Lambda)?;
     telemetry::init(config.log_format);

@@ -1,6 +1,6 @@
 //! Lambda entry point: the `auth` routes behind the shared middleware chain.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), shared::lambda::Error> {
     shared::lambda::run(fn_auth::router()).await
 }
