@@ -20,8 +20,8 @@ lambda_smoke() {
     export DATABASE_URL=${db_url} REDIS_URL=${redis_url} BASALT_DEV=1 LOG_FORMAT=json \
       JWT_SECRET=lambda-smoke-only-jwt-secret-lambda-smoke-only RUST_LOG=info
     "${CARGO_TARGET_DIR:-${REPO}/target}/debug/host" migrate >/dev/null
-    # Its own process group, so the functions it spawned can be stopped with it.
-    exec setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "${port}" \
+    # On TERM, watch stops the function processes it started (each in a group of its own).
+    exec cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "${port}" \
       --disable-cors --ignore-changes
   ) >"${log}" 2>&1 &
   watch_pid=$!
@@ -85,12 +85,12 @@ lambda_smoke() {
     printf '  %-9s %-16s %s\n' host "(function URL)" NotAFunction >&2
   fi
 
-  kill -TERM -- "-${watch_pid}" 2>/dev/null || true
+  kill -TERM "${watch_pid}" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do
     kill -0 "${watch_pid}" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL -- "-${watch_pid}" 2>/dev/null || true
+  kill -KILL "${watch_pid}" 2>/dev/null || true
   wait "${watch_pid}" 2>/dev/null || true
   rm -f "${log}"
   return "${rc}"

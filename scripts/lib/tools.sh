@@ -48,3 +48,10 @@ ensure_cargo_lambda() {
   export PATH=${bin}:${PATH}
   cargo lambda --version >&2
 }
+
+# The Lambda functions (bin names), as `[workspace.metadata.lambda.build]` in Cargo.toml lists
+# them for `cargo lambda build`: the one list every script uses.
+lambda_functions() {
+  cargo metadata --no-deps --format-version 1 --locked |
+    python3 -c 'import json, sys; print(*json.load(sys.stdin)["metadata"]["lambda"]["build"]["bin"])'
+}
