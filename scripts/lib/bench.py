@@ -80,8 +80,9 @@ def run_wrk(wrk, url, conns, seconds, script, server_pids, perf_out=None):
     perf = None
     if perf_out:
         # Samples the server only; `perf report -i <file>` afterwards.
+        sampled = server_pids + (pids_named("postgres") if os.environ.get("BENCH_PERF_PG") else [])
         perf = subprocess.Popen(["perf", "record", "-q", "-F", "499", "-g", "-o", perf_out,
-                                 "-p", ",".join(map(str, server_pids))],
+                                 "-p", ",".join(map(str, sampled))],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pg_before = {p: cpu_seconds([p]) for p in pids_named("postgres")}
     redis_before = cpu_seconds(pids_named("redis-server"))
@@ -118,6 +119,10 @@ def main():
     ap.add_argument("--conns", default="32,64")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--perf-dir", help="record a perf profile of the server in each measured run")
+    ap.add_argument("--scenarios", default="get,post")
+    ap.add_argument("--variants", default="",
+                    help="extra chain targets that show where the cost goes: "
+                         "no-redis (in-memory limiter), quiet (RUST_LOG=warn: no request lines)")
     args = ap.parse_args()
 
     host_port, bare_port = 18001, 18002
@@ -135,7 +140,7 @@ def main():
         # realistic per-minute budget would (a minute of 5k req/s would be 300k entries).
         RATE_LIMIT_DEFAULT="1000000000/1",
         RATE_LIMIT_AUTH="1000000000/1",
-        DB_POOL_MAX="16",
+        DB_POOL_MAX=os.environ.get("BENCH_DB_POOL", "16"),
     )
     subprocess.run([args.host_bin, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     logs = open(os.path.join(args.workdir, "host.log"), "w")
@@ -170,12 +175,32 @@ def main():
         scripts[name] = path
 
     targets = {"chain": (base, [host.pid]), "bare": (bare_base, [bare.pid])}
+    variant_env = {"no-redis": {"REDIS_URL": None}, "quiet": {"RUST_LOG": "warn"}}
+    extra = []
+    for i, name in enumerate(v for v in args.variants.split(",") if v):
+        if name not in variant_env:
+            sys.exit(f"unknown variant {name!r}; known: {', '.join(variant_env)}")
+        port = host_port + 10 + i
+        venv = dict(env, BIND_ADDR=f"127.0.0.1:{port}")
+        for k, v in variant_env[name].items():
+            if v is None:
+                venv.pop(k, None)
+            else:
+                venv[k] = v
+        proc = subprocess.Popen([args.host_bin, "serve"], env=venv, stdout=logs, stderr=logs)
+        extra.append(proc)
+        vbase = f"http://127.0.0.1:{port}"
+        wait_ready(vbase + "/ready", proc, name)
+        targets[name] = (vbase, [proc.pid])
     results = []
     try:
+        wanted = args.scenarios.split(",")
         for scenario, path in [("GET /v1/items?limit=100", "/v1/items?limit=100"), ("POST /v1/items", "/v1/items")]:
+            if scenario.split()[0].lower() not in wanted:
+                continue
             script = scripts["get" if scenario.startswith("GET") else "post"]
             for conns in [int(c) for c in args.conns.split(",")]:
-                for target in ["chain", "bare"]:
+                for target in targets:
                     url, pids = targets[target]
                     run_wrk(args.wrk, url + path, conns, args.warmup, script, pids)
                     perf_out = args.perf_dir and os.path.join(
@@ -190,28 +215,29 @@ def main():
                           f"p50 {pct.get('50', 0):6.2f} ms  p99 {pct.get('99', 0):6.2f} ms"
                           f"{'  NON-2xx: %d' % non2xx if non2xx else ''} {sock}", flush=True)
     finally:
-        host.terminate()
-        bare.terminate()
-        host.wait()
-        bare.wait()
+        for proc in [host, bare, *extra]:
+            proc.terminate()
+        for proc in [host, bare, *extra]:
+            proc.wait()
 
     print()
     print(f"{'scenario':26} {'conns':>5} | {'chain req/s':>11} {'bare req/s':>10} {'ratio':>6} | "
           f"{'chain p50':>9} {'p99':>7} | {'bare p50':>8} {'p99':>7} | {'Δp99':>6}")
-    for chain in [r for r in results if r["target"] == "chain"]:
+    for chain in [r for r in results if r["target"] != "bare"]:
         bare_r = next(r for r in results if r["target"] == "bare" and r["scenario"] == chain["scenario"]
                       and r["conns"] == chain["conns"])
-        print(f"{chain['scenario']:26} {chain['conns']:>5} | {chain['rps']:>11.0f} {bare_r['rps']:>10.0f} "
+        label = chain["scenario"] if chain["target"] == "chain" else f"  ({chain['target']})"
+        print(f"{label:26} {chain['conns']:>5} | {chain['rps']:>11.0f} {bare_r['rps']:>10.0f} "
               f"{chain['rps'] / bare_r['rps']:>6.1%} | {chain['p50']:>7.2f}ms {chain['p99']:>5.2f}ms | "
               f"{bare_r['p50']:>6.2f}ms {bare_r['p99']:>5.2f}ms | {chain['p99'] - bare_r['p99']:>+5.2f}ms")
     print()
     print("CPU split (share of the 2 cores during each measured run):")
-    print(f"{'scenario':26} {'conns':>5} {'target':6} | {'server':>6} {'postgres':>8} {'redis':>6} {'wrk':>6} | {'idle':>5}")
+    print(f"{'scenario':26} {'conns':>5} {'target':8} | {'server':>6} {'postgres':>8} {'redis':>6} {'wrk':>6} | {'idle':>5}")
     for r in results:
         capacity = 2 * r["wall"]
         shares = {k: v / capacity for k, v in r["cpu"].items()}
         idle = max(0.0, 1 - sum(shares.values()))
-        print(f"{r['scenario']:26} {r['conns']:>5} {r['target']:6} | {shares['server']:>6.0%} "
+        print(f"{r['scenario']:26} {r['conns']:>5} {r['target']:8} | {shares['server']:>6.0%} "
               f"{shares['postgres']:>8.0%} {shares['redis']:>6.0%} {shares['wrk']:>6.0%} | {idle:>5.0%}")
     failed = [r for r in results if r["non2xx"]]
     if failed:
