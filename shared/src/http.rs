@@ -372,12 +372,8 @@ mod tests {
     async fn lambda_request_lines_carry_the_gateway_and_invocation_ids() {
         let captured = testing::CapturedLogs::default();
         let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_writer(move || writer.clone())
-            .finish();
+        let subscriber =
+            crate::telemetry::subscriber(crate::config::LogFormat::Json, move || writer.clone());
         let _guard = tracing::subscriber::set_default(subscriber);
         let app = chain(Router::new().route("/health", get(|| async { "ok" })));
         let call = testing::Call::new("GET", "/health");

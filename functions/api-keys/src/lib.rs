@@ -50,6 +50,7 @@ pub struct CreatedKey {
     pub name: String,
     pub prefix: String,
     pub key: String,
+    #[serde(serialize_with = "shared::views::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -59,7 +60,9 @@ pub struct KeyView {
     pub id: Uuid,
     pub name: String,
     pub prefix: String,
+    #[serde(serialize_with = "shared::views::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "shared::views::rfc3339_opt")]
     pub last_used_at: Option<DateTime<Utc>>,
 }
 

@@ -48,7 +48,9 @@ pub struct ItemView {
     pub id: Uuid,
     pub title: String,
     pub description: String,
+    #[serde(serialize_with = "shared::views::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "shared::views::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
