@@ -116,6 +116,7 @@ def main():
     ap.add_argument("--redis-url", required=True)
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--conns", default="32,64")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--perf-dir", help="record a perf profile of the server in each measured run")
@@ -200,45 +201,74 @@ def main():
                 continue
             script = scripts["get" if scenario.startswith("GET") else "post"]
             for conns in [int(c) for c in args.conns.split(",")]:
-                for target in targets:
-                    url, pids = targets[target]
-                    run_wrk(args.wrk, url + path, conns, args.warmup, script, pids)
-                    perf_out = args.perf_dir and os.path.join(
-                        args.perf_dir, f"{scenario.split()[0].lower()}-c{conns}-{target}.data")
-                    out, wall, cpu = run_wrk(args.wrk, url + path, conns, args.seconds, script, pids,
-                                             perf_out)
-                    rps, pct, non2xx, sock = parse_wrk(out)
-                    results.append(dict(scenario=scenario, conns=conns, target=target, rps=rps,
-                                        p50=pct.get("50"), p99=pct.get("99"), non2xx=non2xx,
-                                        sock=sock, wall=wall, cpu=cpu))
-                    print(f"  {scenario:26} c={conns:<3} {target:5} {rps:9.0f} req/s  "
-                          f"p50 {pct.get('50', 0):6.2f} ms  p99 {pct.get('99', 0):6.2f} ms"
-                          f"{'  NON-2xx: %d' % non2xx if non2xx else ''} {sock}", flush=True)
+                names = list(targets)
+                for rnd in range(args.rounds):
+                    # Every target once per round, in a rotated order, so drift in the machine's
+                    # load hits all of them alike; ratios are taken within a round.
+                    order = names[rnd % len(names):] + names[:rnd % len(names)]
+                    for target in order:
+                        url, pids = targets[target]
+                        run_wrk(args.wrk, url + path, conns, args.warmup, script, pids)
+                        perf_out = args.perf_dir and os.path.join(
+                            args.perf_dir, f"{scenario.split()[0].lower()}-c{conns}-{target}-r{rnd + 1}.data")
+                        out, wall, cpu = run_wrk(args.wrk, url + path, conns, args.seconds, script, pids,
+                                                 perf_out)
+                        rps, pct, non2xx, sock = parse_wrk(out)
+                        results.append(dict(scenario=scenario, conns=conns, target=target, round=rnd,
+                                            rps=rps, p50=pct.get("50"), p99=pct.get("99"),
+                                            non2xx=non2xx, sock=sock, wall=wall, cpu=cpu))
+                        print(f"  {scenario:26} c={conns:<3} round {rnd + 1} {target:8} {rps:9.0f} req/s  "
+                              f"p50 {pct.get('50', 0):6.2f} ms  p99 {pct.get('99', 0):6.2f} ms"
+                              f"{'  NON-2xx: %d' % non2xx if non2xx else ''} {sock}", flush=True)
     finally:
         for proc in [host, bare, *extra]:
             proc.terminate()
         for proc in [host, bare, *extra]:
             proc.wait()
 
+    def median(values):
+        values = sorted(values)
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+    def runs(scenario, conns, target):
+        return [r for r in results if (r["scenario"], r["conns"], r["target"]) == (scenario, conns, target)]
+
     print()
-    print(f"{'scenario':26} {'conns':>5} | {'chain req/s':>11} {'bare req/s':>10} {'ratio':>6} | "
-          f"{'chain p50':>9} {'p99':>7} | {'bare p50':>8} {'p99':>7} | {'Δp99':>6}")
-    for chain in [r for r in results if r["target"] != "bare"]:
-        bare_r = next(r for r in results if r["target"] == "bare" and r["scenario"] == chain["scenario"]
-                      and r["conns"] == chain["conns"])
-        label = chain["scenario"] if chain["target"] == "chain" else f"  ({chain['target']})"
-        print(f"{label:26} {chain['conns']:>5} | {chain['rps']:>11.0f} {bare_r['rps']:>10.0f} "
-              f"{chain['rps'] / bare_r['rps']:>6.1%} | {chain['p50']:>7.2f}ms {chain['p99']:>5.2f}ms | "
-              f"{bare_r['p50']:>6.2f}ms {bare_r['p99']:>5.2f}ms | {chain['p99'] - bare_r['p99']:>+5.2f}ms")
+    print(f"Medians over {args.rounds} round(s) of {args.seconds} s; the ratio is the median of the "
+          f"per-round ratios (range in brackets), Δp99 the median of per-round differences.")
+    print(f"{'scenario':26} {'conns':>5} | {'chain req/s':>11} {'bare req/s':>10} {'ratio':>6} {'(range)':>13} | "
+          f"{'chain p50':>9} {'p99':>7} | {'bare p50':>8} {'p99':>7} | {'Δp99':>7}")
+    points = sorted({(r["scenario"], r["conns"]) for r in results},
+                    key=lambda k: (not k[0].startswith("GET"), k[1]))
+    for scenario, conns in points:
+        bare_runs = runs(scenario, conns, "bare")
+        for target in [t for t in targets if t != "bare"]:
+            mine = runs(scenario, conns, target)
+            pairs = [(c, b) for c in mine for b in bare_runs if c["round"] == b["round"]]
+            ratios = [c["rps"] / b["rps"] for c, b in pairs]
+            deltas = [c["p99"] - b["p99"] for c, b in pairs]
+            label = scenario if target == "chain" else f"  ({target})"
+            spread = f"({min(ratios):.0%}–{max(ratios):.0%})"
+            print(f"{label:26} {conns:>5} | {median([r['rps'] for r in mine]):>11.0f} "
+                  f"{median([r['rps'] for r in bare_runs]):>10.0f} {median(ratios):>6.1%} {spread:>13} | "
+                  f"{median([r['p50'] for r in mine]):>7.2f}ms {median([r['p99'] for r in mine]):>5.2f}ms | "
+                  f"{median([r['p50'] for r in bare_runs]):>6.2f}ms {median([r['p99'] for r in bare_runs]):>5.2f}ms | "
+                  f"{median(deltas):>+5.2f}ms")
     print()
-    print("CPU split (share of the 2 cores during each measured run):")
-    print(f"{'scenario':26} {'conns':>5} {'target':8} | {'server':>6} {'postgres':>8} {'redis':>6} {'wrk':>6} | {'idle':>5}")
-    for r in results:
-        capacity = 2 * r["wall"]
-        shares = {k: v / capacity for k, v in r["cpu"].items()}
-        idle = max(0.0, 1 - sum(shares.values()))
-        print(f"{r['scenario']:26} {r['conns']:>5} {r['target']:8} | {shares['server']:>6.0%} "
-              f"{shares['postgres']:>8.0%} {shares['redis']:>6.0%} {shares['wrk']:>6.0%} | {idle:>5.0%}")
+    print("CPU per request (µs, all rounds; 2 cores = 2 s of CPU per second) and idle share:")
+    print(f"{'scenario':26} {'conns':>5} {'target':8} | {'server':>6} {'postgres':>8} {'redis':>6} {'wrk':>6} "
+          f"{'total':>6} | {'idle':>5}")
+    for scenario, conns in points:
+        for target in targets:
+            mine = runs(scenario, conns, target)
+            requests = sum(r["rps"] * r["wall"] for r in mine)
+            wall = sum(r["wall"] for r in mine)
+            per = {k: sum(r["cpu"][k] for r in mine) / requests * 1e6 for k in ["server", "postgres", "redis", "wrk"]}
+            busy = sum(sum(r["cpu"].values()) for r in mine)
+            idle = max(0.0, 1 - busy / (2 * wall))
+            print(f"{scenario:26} {conns:>5} {target:8} | {per['server']:>6.0f} {per['postgres']:>8.0f} "
+                  f"{per['redis']:>6.0f} {per['wrk']:>6.0f} {sum(per.values()):>6.0f} | {idle:>5.0%}")
     failed = [r for r in results if r["non2xx"]]
     if failed:
         sys.exit(f"{len(failed)} runs had non-2xx responses: the figures above are not valid")
