@@ -121,6 +121,8 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--perf-dir", help="record a perf profile of the server in each measured run")
     ap.add_argument("--scenarios", default="get,post")
+    ap.add_argument("--compare-host-bin",
+                    help="another build of the host (e.g. before a change), measured as target 'compare'")
     ap.add_argument("--variants", default="",
                     help="extra chain targets that show where the cost goes: "
                          "no-redis (in-memory limiter), quiet (RUST_LOG=warn: no request lines)")
@@ -176,11 +178,14 @@ def main():
         scripts[name] = path
 
     targets = {"chain": (base, [host.pid]), "bare": (bare_base, [bare.pid])}
-    variant_env = {"no-redis": {"REDIS_URL": None}, "quiet": {"RUST_LOG": "warn"}}
+    variant_env = {"no-redis": {"REDIS_URL": None}, "quiet": {"RUST_LOG": "warn"}, "compare": {}}
     extra = []
-    for i, name in enumerate(v for v in args.variants.split(",") if v):
-        if name not in variant_env:
-            sys.exit(f"unknown variant {name!r}; known: {', '.join(variant_env)}")
+    variants = [v for v in args.variants.split(",") if v]
+    if args.compare_host_bin:
+        variants.append("compare")
+    for i, name in enumerate(variants):
+        if name not in variant_env or (name == "compare" and not args.compare_host_bin):
+            sys.exit(f"unknown variant {name!r}; known: no-redis, quiet")
         port = host_port + 10 + i
         venv = dict(env, BIND_ADDR=f"127.0.0.1:{port}")
         for k, v in variant_env[name].items():
@@ -188,7 +193,8 @@ def main():
                 venv.pop(k, None)
             else:
                 venv[k] = v
-        proc = subprocess.Popen([args.host_bin, "serve"], env=venv, stdout=logs, stderr=logs)
+        binary = args.compare_host_bin if name == "compare" else args.host_bin
+        proc = subprocess.Popen([binary, "serve"], env=venv, stdout=logs, stderr=logs)
         extra.append(proc)
         vbase = f"http://127.0.0.1:{port}"
         wait_ready(vbase + "/ready", proc, name)

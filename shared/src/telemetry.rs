@@ -3,8 +3,8 @@
 //!
 //! JSON lines are written by `json-subscriber`, a drop-in for tracing-subscriber's JSON
 //! format (same keys, same nesting) that keeps each span's fields ready to write instead of
-//! re-parsing them from a string for every line; the request log was the costliest layer of
-//! the chain after the rate limiter (`scripts/bench`, variant `quiet`).
+//! re-parsing them from a string for every line (the request span and line are among the
+//! costlier parts of the chain: `scripts/bench`, variant `quiet`).
 
 use tracing::Subscriber;
 use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter, prelude::*};
