@@ -75,12 +75,12 @@ def parse_wrk(out):
     return rps, pct, int(errors.group(1)) if errors else 0, socket_errors.group(0) if socket_errors else ""
 
 
-def run_wrk(wrk, url, conns, seconds, script, server_pids, perf_out=None):
+def run_wrk(wrk, url, conns, seconds, script, server_pids, perf_out=None, perf_pg=False):
     cmd = [wrk, "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script, url]
     perf = None
     if perf_out:
         # Samples the server only; `perf report -i <file>` afterwards.
-        sampled = server_pids + (pids_named("postgres") if os.environ.get("BENCH_PERF_PG") else [])
+        sampled = server_pids + (pids_named("postgres") if perf_pg else [])
         perf = subprocess.Popen(["perf", "record", "-q", "-F", "499", "-g", "-o", perf_out,
                                  "-p", ",".join(map(str, sampled))],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -120,6 +120,8 @@ def main():
     ap.add_argument("--conns", default="32,64")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--perf-dir", help="record a perf profile of the server in each measured run")
+    ap.add_argument("--perf-pg", action="store_true", help="with --perf-dir: sample PostgreSQL too")
+    ap.add_argument("--db-pool", type=int, default=16, help="DB_POOL_MAX of both servers")
     ap.add_argument("--scenarios", default="get,post")
     ap.add_argument("--compare-host-bin",
                     help="another build of the host (e.g. before a change), measured as target 'compare'")
@@ -127,6 +129,11 @@ def main():
                     help="extra chain targets that show where the cost goes: "
                          "no-redis (in-memory limiter), quiet (RUST_LOG=warn: no request lines)")
     args = ap.parse_args()
+    # Extra host processes beside chain and bare: environment changes (None removes a variable).
+    variant_env = {"no-redis": {"REDIS_URL": None}, "quiet": {"RUST_LOG": "warn"}}
+    unknown = [v for v in args.variants.split(",") if v and v not in variant_env]
+    if unknown:
+        sys.exit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(variant_env)}")
 
     host_port, bare_port = 18001, 18002
     env = dict(os.environ)
@@ -143,7 +150,7 @@ def main():
         # realistic per-minute budget would (a minute of 5k req/s would be 300k entries).
         RATE_LIMIT_DEFAULT="1000000000/1",
         RATE_LIMIT_AUTH="1000000000/1",
-        DB_POOL_MAX=os.environ.get("BENCH_DB_POOL", "16"),
+        DB_POOL_MAX=str(args.db_pool),
     )
     subprocess.run([args.host_bin, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     logs = open(os.path.join(args.workdir, "host.log"), "w")
@@ -178,22 +185,18 @@ def main():
         scripts[name] = path
 
     targets = {"chain": (base, [host.pid]), "bare": (bare_base, [bare.pid])}
-    variant_env = {"no-redis": {"REDIS_URL": None}, "quiet": {"RUST_LOG": "warn"}, "compare": {}}
-    extra = []
-    variants = [v for v in args.variants.split(",") if v]
+    more = [(v, args.host_bin, variant_env[v]) for v in args.variants.split(",") if v]
     if args.compare_host_bin:
-        variants.append("compare")
-    for i, name in enumerate(variants):
-        if name not in variant_env or (name == "compare" and not args.compare_host_bin):
-            sys.exit(f"unknown variant {name!r}; known: no-redis, quiet")
+        more.append(("compare", args.compare_host_bin, {}))
+    extra = []
+    for i, (name, binary, changes) in enumerate(more):
         port = host_port + 10 + i
         venv = dict(env, BIND_ADDR=f"127.0.0.1:{port}")
-        for k, v in variant_env[name].items():
+        for k, v in changes.items():
             if v is None:
                 venv.pop(k, None)
             else:
                 venv[k] = v
-        binary = args.compare_host_bin if name == "compare" else args.host_bin
         proc = subprocess.Popen([binary, "serve"], env=venv, stdout=logs, stderr=logs)
         extra.append(proc)
         vbase = f"http://127.0.0.1:{port}"
@@ -218,7 +221,7 @@ def main():
                         perf_out = args.perf_dir and os.path.join(
                             args.perf_dir, f"{scenario.split()[0].lower()}-c{conns}-{target}-r{rnd + 1}.data")
                         out, wall, cpu = run_wrk(args.wrk, url + path, conns, args.seconds, script, pids,
-                                                 perf_out)
+                                                 perf_out, args.perf_pg)
                         rps, pct, non2xx, sock = parse_wrk(out)
                         results.append(dict(scenario=scenario, conns=conns, target=target, round=rnd,
                                             rps=rps, p50=pct.get("50"), p99=pct.get("99"),
