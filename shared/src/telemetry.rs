@@ -19,9 +19,9 @@ pub fn init(format: LogFormat) {
     init_with_writer(format, std::io::stdout);
 }
 
-/// For long-running processes: lines are handed to a writer thread that writes them to stdout
-/// in batches (one `write` per burst, not per line), so request threads never block on the
-/// log pipe. Nothing is dropped when the queue is full (the caller waits instead). Keep the
+/// For long-running processes: lines are handed to a writer thread that buffers them (8 KiB)
+/// and flushes to stdout whenever its queue runs empty, so a burst of lines costs a few
+/// `write`s instead of one each and request threads never block on the log pipe. Nothing is dropped when the queue is full (the caller waits instead). Keep the
 /// guard until exit: dropping it flushes what is queued.
 pub fn init_non_blocking(format: LogFormat) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
