@@ -4,7 +4,13 @@
 //! chain is a measured ratio, not a guess.
 //!
 //! Env: `DATABASE_URL`, `BENCH_USER_ID` (whose items are listed/created), `BIND_ADDR`.
+//! `BARE_RATE_LIMIT=1` adds exactly one thing: the rate limiter's Redis check (the host's
+//! `RateLimiter`, configured from the same `REDIS_URL`/`RATE_LIMIT_*`), once per request.
+//! That is the floor of any chain that keeps DESIGN.md's one atomic Redis round trip per
+//! request; `scripts/bench` measures it as the `bare+redis` variant.
 #![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::{
@@ -14,8 +20,10 @@ use axum::{
 };
 use fn_items::ItemView;
 use shared::{
+    config::{Config, RateLimits, Runtime},
     db::Db,
     extract::{Created, Json},
+    rate_limit::RateLimiter,
     repo::items,
     views::Page,
 };
@@ -28,6 +36,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Bare {
     db: Db,
     user: uuid::Uuid,
+    limiter: Option<Arc<(RateLimiter, RateLimits)>>,
+}
+
+impl Bare {
+    async fn count(&self, endpoint: &str) {
+        if let Some(l) = &self.limiter {
+            let limiter = format!("user:{}|{endpoint}", self.user);
+            let decision = l.0.check(&limiter, l.1.for_endpoint(endpoint)).await;
+            assert!(decision.allowed, "the benchmark's budget is never reached");
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -43,6 +62,7 @@ struct NewItem {
 }
 
 async fn list(State(s): State<Bare>, Query(p): Query<ListParams>) -> Json<Page<ItemView>> {
+    s.count("GET /v1/items").await;
     let limit = p.limit.unwrap_or(20);
     let mut rows = items::list(&s.db, s.user, None, limit + 1)
         .await
@@ -58,6 +78,7 @@ async fn list(State(s): State<Bare>, Query(p): Query<ListParams>) -> Json<Page<I
 }
 
 async fn create(State(s): State<Bare>, Json(body): Json<NewItem>) -> Created<ItemView> {
+    s.count("POST /v1/items").await;
     let item = items::create(&s.db, s.user, &body.title, &body.description)
         .await
         .expect("insert");
@@ -76,9 +97,23 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(16);
     let addr = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8002".into());
     let db = Db::connect_lazy(&url, pool, std::time::Duration::from_millis(500))?;
+    let limiter = match std::env::var("BARE_RATE_LIMIT").as_deref() {
+        Ok("1") => {
+            let config = Config::from_env(Runtime::Host)?;
+            anyhow::ensure!(
+                config.redis_url.is_some(),
+                "BARE_RATE_LIMIT=1 needs REDIS_URL"
+            );
+            Some(Arc::new((
+                RateLimiter::new(&config)?,
+                config.rate_limits.clone(),
+            )))
+        }
+        _ => None,
+    };
     let app = Router::new()
         .route("/v1/items", get(list).post(create))
-        .with_state(Bare { db, user });
+        .with_state(Bare { db, user, limiter });
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("bare listening on {addr}");
     axum::serve(listener, app).await?;

@@ -7,6 +7,7 @@ both see the same machine conditions, and prints throughput, latency percentiles
 ratios, and how the CPU was split between host, PostgreSQL, Redis and wrk.
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -29,6 +30,19 @@ def cpu_seconds(pids):
             total += (int(fields[11]) + int(fields[12])) / TICK
         except (FileNotFoundError, ProcessLookupError, IndexError):
             pass
+    return total
+
+
+def context_switches(pids):
+    """Voluntary and involuntary context switches of every thread of `pids`."""
+    total = 0
+    for pid in pids:
+        for task in glob.glob(f"/proc/{pid}/task/*/status"):
+            try:
+                with open(task) as f:
+                    total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
     return total
 
 
@@ -87,6 +101,7 @@ def run_wrk(wrk, url, conns, seconds, script, server_pids, perf_out=None, perf_p
     pg_before = {p: cpu_seconds([p]) for p in pids_named("postgres")}
     redis_before = cpu_seconds(pids_named("redis-server"))
     server_before = cpu_seconds(server_pids)
+    switches_before = context_switches(server_pids)
     started = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = proc.stdout.read()
@@ -102,6 +117,7 @@ def run_wrk(wrk, url, conns, seconds, script, server_pids, perf_out=None, perf_p
         "redis": cpu_seconds(pids_named("redis-server")) - redis_before,
         "wrk": usage.ru_utime + usage.ru_stime,
     }
+    cpu["switches"] = context_switches(server_pids) - switches_before
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"wrk failed:\n{out}")
     return out, wall, cpu
@@ -127,10 +143,13 @@ def main():
                     help="another build of the host (e.g. before a change), measured as target 'compare'")
     ap.add_argument("--variants", default="",
                     help="extra chain targets that show where the cost goes: "
-                         "no-redis (in-memory limiter), quiet (RUST_LOG=warn: no request lines)")
+                         "no-redis (in-memory limiter), quiet (RUST_LOG=warn: no request lines), "
+                         "bare+redis (bare plus only the limiter's Redis check: the floor of any "
+                         "chain with one Redis round trip per request)")
     args = ap.parse_args()
     # Extra host processes beside chain and bare: environment changes (None removes a variable).
-    variant_env = {"no-redis": {"REDIS_URL": None}, "quiet": {"RUST_LOG": "warn"}}
+    variant_env = {"no-redis": {"REDIS_URL": None}, "quiet": {"RUST_LOG": "warn"},
+                   "bare+redis": {"BARE_RATE_LIMIT": "1"}}
     unknown = [v for v in args.variants.split(",") if v and v not in variant_env]
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(variant_env)}")
@@ -185,13 +204,15 @@ def main():
         scripts[name] = path
 
     targets = {"chain": (base, [host.pid]), "bare": (bare_base, [bare.pid])}
-    more = [(v, args.host_bin, variant_env[v]) for v in args.variants.split(",") if v]
+    more = [(v, args.bare_bin if v.startswith("bare") else args.host_bin, variant_env[v])
+            for v in args.variants.split(",") if v]
     if args.compare_host_bin:
         more.append(("compare", args.compare_host_bin, {}))
     extra = []
     for i, (name, binary, changes) in enumerate(more):
         port = host_port + 10 + i
-        venv = dict(env, BIND_ADDR=f"127.0.0.1:{port}")
+        is_bare = binary == args.bare_bin
+        venv = dict(bare_env if is_bare else env, BIND_ADDR=f"127.0.0.1:{port}")
         for k, v in changes.items():
             if v is None:
                 venv.pop(k, None)
@@ -200,7 +221,7 @@ def main():
         proc = subprocess.Popen([binary, "serve"], env=venv, stdout=logs, stderr=logs)
         extra.append(proc)
         vbase = f"http://127.0.0.1:{port}"
-        wait_ready(vbase + "/ready", proc, name)
+        wait_ready(vbase + ("/v1/items?limit=1" if is_bare else "/ready"), proc, name)
         targets[name] = (vbase, [proc.pid])
     results = []
     try:
@@ -267,17 +288,18 @@ def main():
     print()
     print("CPU per request (µs, all rounds; 2 cores = 2 s of CPU per second) and idle share:")
     print(f"{'scenario':26} {'conns':>5} {'target':8} | {'server':>6} {'postgres':>8} {'redis':>6} {'wrk':>6} "
-          f"{'total':>6} | {'idle':>5}")
+          f"{'total':>6} | {'idle':>5} | server context switches per request")
     for scenario, conns in points:
         for target in targets:
             mine = runs(scenario, conns, target)
             requests = sum(r["rps"] * r["wall"] for r in mine)
             wall = sum(r["wall"] for r in mine)
             per = {k: sum(r["cpu"][k] for r in mine) / requests * 1e6 for k in ["server", "postgres", "redis", "wrk"]}
-            busy = sum(sum(r["cpu"].values()) for r in mine)
+            busy = sum(sum(r["cpu"][k] for k in ["server", "postgres", "redis", "wrk"]) for r in mine)
+            switches = sum(r["cpu"]["switches"] for r in mine) / requests
             idle = max(0.0, 1 - busy / (2 * wall))
             print(f"{scenario:26} {conns:>5} {target:8} | {per['server']:>6.0f} {per['postgres']:>8.0f} "
-                  f"{per['redis']:>6.0f} {per['wrk']:>6.0f} {sum(per.values()):>6.0f} | {idle:>5.0%}")
+                  f"{per['redis']:>6.0f} {per['wrk']:>6.0f} {sum(per.values()):>6.0f} | {idle:>5.0%} | {switches:.2f}")
     failed = [r for r in results if r["non2xx"]]
     if failed:
         sys.exit(f"{len(failed)} runs had non-2xx responses: the figures above are not valid")
