@@ -1156,15 +1156,31 @@ async fn budgets_are_independent_per_user_and_per_endpoint() {
     app.get(&format!("/v1/items/{}", Uuid::now_v7()), &alice.token)
         .await
         .assert_problem(429);
-    // An API key is its own principal (its public prefix).
-    let key = app
+    // An API key is its own principal (its public prefix) once it has authenticated here; its
+    // first request counts against the client's IP like any unproven credential.
+    let created = app
         .post("/v1/api-keys", &alice.token, json!({"name": "k"}))
-        .await
-        .body["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let prefix = created.body["prefix"].as_str().unwrap().to_owned();
+    let redis_prefix = &app.state.config.redis_key_prefix;
     assert_eq!(app.get("/v1/items", &key).await.status, 200);
+    let keys = redis_keys(&testing::redis_url(), redis_prefix).await;
+    assert!(
+        keys.iter()
+            .any(|k| k.contains("ip:127.0.0.1|GET /v1/items")),
+        "{keys:?}"
+    );
+    for _ in 0..3 {
+        assert_eq!(app.get("/v1/items", &key).await.status, 200);
+    }
+    app.get("/v1/items", &key).await.assert_problem(429);
+    let keys = redis_keys(&testing::redis_url(), redis_prefix).await;
+    assert!(
+        keys.iter()
+            .any(|k| k.contains(&format!("key:{prefix}|GET /v1/items"))),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]
@@ -1178,10 +1194,16 @@ async fn anonymous_floods_are_limited_by_ip_before_auth_runs() {
     }
     let r = app.send(Method::GET, "/v1/items", None, None).await;
     r.assert_problem(429);
-    // Invalid tokens count against the IP too: they prove no identity.
+    // Invalid tokens count against the IP too: they prove no identity. So do well-formed API
+    // keys that never authenticated: made-up prefixes would otherwise each get a fresh budget.
     app.get("/v1/items", "forged.jwt.token")
         .await
         .assert_problem(429);
+    for _ in 0..3 {
+        app.get("/v1/items", &made_up_api_key())
+            .await
+            .assert_problem(429);
+    }
     // Sign-in has the stricter auth budget (3 per minute here): brute force stops at the edge.
     for _ in 0..3 {
         app.token("victim@example.com", "guess-1234")
@@ -1197,6 +1219,12 @@ async fn anonymous_floods_are_limited_by_ip_before_auth_runs() {
             .any(|k| k.contains("ip:127.0.0.1|POST /v1/auth/token")),
         "{keys:?}"
     );
+}
+
+/// A well-formed API key (`bsk_<12 lower-case>_<40 alphanumerics>`) that was never issued.
+fn made_up_api_key() -> String {
+    let hex = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    format!("bsk_{}_{}", &hex[..12], &hex[12..52])
 }
 
 /// A Redis server of the test's own, to kill and restart.

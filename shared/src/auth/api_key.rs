@@ -1,8 +1,11 @@
 //! API keys: `bsk_<prefix>_<secret>`.
 //!
-//! The prefix is public (shown in lists, used as the rate-limit principal) and indexes the row;
-//! only the SHA-256 of the whole key is stored. SHA-256 rather than bcrypt because the secret
+//! The prefix is public (shown in lists, used as the rate-limit principal once it has
+//! authenticated, see [`VerifiedPrefixes`]) and indexes the row; only the SHA-256 of the whole
+//! key is stored. SHA-256 rather than bcrypt because the secret
 //! carries ~238 bits of entropy: there is nothing to brute-force, and every request pays this.
+
+use std::{collections::HashSet, sync::Mutex};
 
 use rand::{Rng, distr::Alphanumeric};
 use sha2::{Digest, Sha256};
@@ -53,6 +56,42 @@ pub fn prefix_of(key: &str) -> Option<&str> {
     well_formed.then_some(prefix)
 }
 
+/// Bound on remembered prefixes; past it the set starts again (a forgotten prefix is only
+/// limited by client IP until its key authenticates once more).
+const MAX_VERIFIED_PREFIXES: usize = 65_536;
+
+/// The prefixes of API keys that have authenticated in this process.
+///
+/// The rate limiter runs before auth and must not touch the database, so it cannot check a key.
+/// Trusting any well-formed prefix would give every made-up key a fresh budget: a flood of
+/// random `bsk_…` keys would never be limited. So a prefix becomes the principal only after its
+/// key has authenticated here once; until then its requests count against the client's IP,
+/// like any other unproven credential.
+#[derive(Debug, Default)]
+pub struct VerifiedPrefixes(Mutex<HashSet<String>>);
+
+impl VerifiedPrefixes {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A plain set: a panic elsewhere cannot leave it inconsistent.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn contains(&self, prefix: &str) -> bool {
+        self.set().contains(prefix)
+    }
+
+    pub fn insert(&self, prefix: &str) {
+        let mut set = self.set();
+        if set.contains(prefix) {
+            return;
+        }
+        if set.len() >= MAX_VERIFIED_PREFIXES {
+            set.clear();
+        }
+        set.insert(prefix.to_owned());
+    }
+}
+
 pub fn hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
@@ -65,6 +104,20 @@ pub fn matches(key: &str, stored_hash: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verified_prefixes_are_remembered_and_bounded() {
+        let verified = VerifiedPrefixes::default();
+        assert!(!verified.contains("abcdefghijkl"));
+        verified.insert("abcdefghijkl");
+        assert!(verified.contains("abcdefghijkl"));
+        for i in 0..MAX_VERIFIED_PREFIXES {
+            verified.insert(&format!("{i:012}"));
+        }
+        // Full: the set started again rather than growing without bound.
+        assert!(verified.set().len() <= MAX_VERIFIED_PREFIXES);
+        assert!(!verified.contains("abcdefghijkl"));
+    }
 
     #[test]
     fn generated_keys_parse_and_match_their_hash_only() {
