@@ -142,12 +142,13 @@ def main():
     ap.add_argument("--compare-host-bin",
                     help="another build of the host (e.g. before a change), measured as target 'compare'")
     ap.add_argument("--variants", default="",
-                    help="extra chain targets that show where the cost goes: "
+                    help="extra targets that show where the cost goes: "
                          "no-redis (in-memory limiter), quiet (RUST_LOG=warn: no request lines), "
                          "bare+redis (bare plus only the limiter's Redis check: the floor of any "
                          "chain with one Redis round trip per request)")
     args = ap.parse_args()
-    # Extra host processes beside chain and bare: environment changes (None removes a variable).
+    # Extra servers beside chain and bare (the host binary, or bare for `bare…` variants): their
+    # environment changes (None removes a variable).
     variant_env = {"no-redis": {"REDIS_URL": None}, "quiet": {"RUST_LOG": "warn"},
                    "bare+redis": {"BARE_RATE_LIMIT": "1"}}
     unknown = [v for v in args.variants.split(",") if v and v not in variant_env]

@@ -1,9 +1,9 @@
 //! API keys: `bsk_<prefix>_<secret>`.
 //!
-//! The prefix is public (shown in lists, used as the rate-limit principal once it has
+//! The prefix is public (shown in lists, used as the rate-limit principal once its key has
 //! authenticated, see [`VerifiedPrefixes`]) and indexes the row; only the SHA-256 of the whole
-//! key is stored. SHA-256 rather than bcrypt because the secret
-//! carries ~238 bits of entropy: there is nothing to brute-force, and every request pays this.
+//! key is stored. SHA-256 rather than bcrypt because the secret carries ~238 bits of entropy:
+//! there is nothing to brute-force, and every request pays this.
 
 use std::{collections::HashSet, sync::Mutex};
 
