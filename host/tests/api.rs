@@ -1171,6 +1171,12 @@ async fn budgets_are_independent_per_user_and_per_endpoint() {
             .any(|k| k.contains("ip:127.0.0.1|GET /v1/items")),
         "{keys:?}"
     );
+    // The prefix is public (key lists show it): the same prefix with another secret proves
+    // nothing, so it spends the IP's budget (now 1 of 3 left), not the key owner's.
+    let forged = format!("bsk_{prefix}_{}", "A".repeat(40));
+    let r = app.get("/v1/items", &forged).await;
+    r.assert_problem(401);
+    assert_eq!(header(&r, "ratelimit-remaining"), "1");
     for _ in 0..3 {
         assert_eq!(app.get("/v1/items", &key).await.status, 200);
     }

@@ -337,7 +337,7 @@ fn set_headers(headers: &mut HeaderMap, d: &Decision) {
 /// Who is asking, for rate limiting: never a secret, and decided without the database.
 ///
 /// The subject of a JWT whose signature and expiry check out; else the public prefix of an API
-/// key that has authenticated in this process before ([`auth::api_key::VerifiedPrefixes`]);
+/// key that has authenticated in this process before ([`auth::api_key::VerifiedKeys`]);
 /// else the client's IP address. The verified subject is handed on to the auth layer so the
 /// signature is checked once.
 fn principal(req: &mut Request, state: &AppState) -> String {
@@ -349,9 +349,7 @@ fn principal(req: &mut Request, state: &AppState) -> String {
             }
         }
         Ok(auth::Credential::ApiKey(key)) => {
-            if let Some(prefix) = auth::api_key::prefix_of(key)
-                && state.verified_key_prefixes.contains(prefix)
-            {
+            if let Some(prefix) = state.verified_keys.verified_prefix(key) {
                 return format!("key:{prefix}");
             }
         }

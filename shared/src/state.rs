@@ -3,7 +3,7 @@
 use std::{ops::Deref, sync::Arc};
 
 use crate::{
-    auth::{api_key::VerifiedPrefixes, jwt::JwtKeys, known_users::KnownUsers},
+    auth::{api_key::VerifiedKeys, jwt::JwtKeys, known_users::KnownUsers},
     config::Config,
     db::Db,
     rate_limit::RateLimiter,
@@ -24,8 +24,8 @@ pub struct Shared {
     pub limiter: RateLimiter,
     /// Users whose existence was confirmed in the last two seconds (see `known_users`).
     pub known_users: KnownUsers,
-    /// API-key prefixes that authenticated here: only those are rate-limit principals.
-    pub verified_key_prefixes: VerifiedPrefixes,
+    /// API keys that authenticated here: only their prefixes are rate-limit principals.
+    pub verified_keys: VerifiedKeys,
 }
 
 impl Deref for AppState {
@@ -48,7 +48,7 @@ impl AppState {
             jwt: JwtKeys::new(&config.jwt_secret, config.jwt_ttl)?,
             limiter: RateLimiter::new(&config)?,
             known_users: KnownUsers::default(),
-            verified_key_prefixes: VerifiedPrefixes::default(),
+            verified_keys: VerifiedKeys::default(),
             config,
             db,
         })))

@@ -1,11 +1,11 @@
 //! API keys: `bsk_<prefix>_<secret>`.
 //!
 //! The prefix is public (shown in lists, used as the rate-limit principal once its key has
-//! authenticated, see [`VerifiedPrefixes`]) and indexes the row; only the SHA-256 of the whole
+//! authenticated, see [`VerifiedKeys`]) and indexes the row; only the SHA-256 of the whole
 //! key is stored. SHA-256 rather than bcrypt because the secret carries ~238 bits of entropy:
 //! there is nothing to brute-force, and every request pays this.
 
-use std::{collections::HashSet, sync::Mutex};
+use std::{collections::HashMap, sync::Mutex};
 
 use rand::{Rng, distr::Alphanumeric};
 use sha2::{Digest, Sha256};
@@ -56,39 +56,45 @@ pub fn prefix_of(key: &str) -> Option<&str> {
     well_formed.then_some(prefix)
 }
 
-/// Bound on remembered prefixes; past it the set starts again (a forgotten prefix is only
-/// limited by client IP until its key authenticates once more).
-const MAX_VERIFIED_PREFIXES: usize = 65_536;
+/// Bound on remembered keys; past it the set starts again (a forgotten key is only limited by
+/// client IP until it authenticates once more).
+const MAX_VERIFIED_KEYS: usize = 65_536;
 
-/// The prefixes of API keys that have authenticated in this process.
+/// The keys that have authenticated in this process: prefix → SHA-256 of the whole key.
 ///
-/// The rate limiter runs before auth and must not touch the database, so it cannot check a key.
-/// Trusting any well-formed prefix would give every made-up key a fresh budget: a flood of
-/// random `bsk_…` keys would never be limited. So a prefix becomes the principal only after its
-/// key has authenticated here once; until then its requests count against the client's IP,
-/// like any other unproven credential.
+/// The rate limiter runs before auth and must not touch the database. Trusting any well-formed
+/// prefix would give every made-up key a fresh budget (a flood of random `bsk_…` keys would
+/// never be limited), and trusting a known prefix alone would let anyone who saw it in a list
+/// spend its owner's budget. So a prefix is the principal only when the whole key hashes to
+/// what authenticated here before; any other key counts against the client's IP, like any
+/// other unproven credential.
 #[derive(Debug, Default)]
-pub struct VerifiedPrefixes(Mutex<HashSet<String>>);
+pub struct VerifiedKeys(Mutex<HashMap<String, [u8; 32]>>);
 
-impl VerifiedPrefixes {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A plain set: a panic elsewhere cannot leave it inconsistent.
+impl VerifiedKeys {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, [u8; 32]>> {
+        // Plain values: a panic elsewhere cannot leave them inconsistent.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn contains(&self, prefix: &str) -> bool {
-        self.set().contains(prefix)
+    /// The prefix of `key` when exactly this key authenticated here before.
+    pub fn verified_prefix<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let prefix = prefix_of(key)?;
+        let stored = *self.map().get(prefix)?;
+        matches(key, &stored).then_some(prefix)
     }
 
-    pub fn insert(&self, prefix: &str) {
-        let mut set = self.set();
-        if set.contains(prefix) {
+    /// Call once `key` (with this `prefix`) has authenticated.
+    pub fn remember(&self, prefix: &str, key: &str) {
+        let hash = hash(key);
+        let mut map = self.map();
+        if map.get(prefix) == Some(&hash) {
             return;
         }
-        if set.len() >= MAX_VERIFIED_PREFIXES {
-            set.clear();
+        if map.len() >= MAX_VERIFIED_KEYS {
+            map.clear();
         }
-        set.insert(prefix.to_owned());
+        map.insert(prefix.to_owned(), hash);
     }
 }
 
@@ -106,17 +112,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verified_prefixes_are_remembered_and_bounded() {
-        let verified = VerifiedPrefixes::default();
-        assert!(!verified.contains("abcdefghijkl"));
-        verified.insert("abcdefghijkl");
-        assert!(verified.contains("abcdefghijkl"));
-        for i in 0..MAX_VERIFIED_PREFIXES {
-            verified.insert(&format!("{i:012}"));
+    fn only_the_key_that_authenticated_is_verified_and_memory_is_bounded() {
+        let verified = VerifiedKeys::default();
+        let key = generate();
+        assert_eq!(verified.verified_prefix(&key.key), None);
+        verified.remember(&key.prefix, &key.key);
+        assert_eq!(
+            verified.verified_prefix(&key.key),
+            Some(key.prefix.as_str())
+        );
+        // Same prefix, another secret: not verified.
+        let forged = format!("{KEY_PREFIX}{}_{}", key.prefix, "A".repeat(SECRET_LEN));
+        assert_eq!(prefix_of(&forged), Some(key.prefix.as_str()));
+        assert_eq!(verified.verified_prefix(&forged), None);
+        for i in 0..MAX_VERIFIED_KEYS {
+            verified.remember(&format!("{i:012}"), "x");
         }
-        // Full: the set started again rather than growing without bound.
-        assert!(verified.set().len() <= MAX_VERIFIED_PREFIXES);
-        assert!(!verified.contains("abcdefghijkl"));
+        // Full: the map started again rather than growing without bound.
+        assert!(verified.map().len() <= MAX_VERIFIED_KEYS);
+        assert_eq!(verified.verified_prefix(&key.key), None);
     }
 
     #[test]

@@ -167,7 +167,7 @@ async fn authenticate(
             if !api_key::matches(key, &stored.key_hash) {
                 return Err(invalid());
             }
-            state.verified_key_prefixes.insert(prefix);
+            state.verified_keys.remember(prefix, key);
             let stale = stored
                 .last_used_at
                 .is_none_or(|t| chrono::Utc::now() - t >= chrono::TimeDelta::minutes(1));
