@@ -56,7 +56,7 @@ pub fn prefix_of(key: &str) -> Option<&str> {
     well_formed.then_some(prefix)
 }
 
-/// Bound on remembered keys; past it the set starts again (a forgotten key is only limited by
+/// Bound on remembered keys; past it the map starts again (a forgotten key is only limited by
 /// client IP until it authenticates once more).
 const MAX_VERIFIED_KEYS: usize = 65_536;
 
@@ -84,9 +84,8 @@ impl VerifiedKeys {
         matches(key, &stored).then_some(prefix)
     }
 
-    /// Call once `key` (with this `prefix`) has authenticated.
-    pub fn remember(&self, prefix: &str, key: &str) {
-        let hash = hash(key);
+    /// Call once a key with this `prefix` and SHA-256 `hash` has authenticated.
+    pub fn remember(&self, prefix: &str, hash: [u8; 32]) {
         let mut map = self.map();
         if map.get(prefix) == Some(&hash) {
             return;
@@ -116,7 +115,7 @@ mod tests {
         let verified = VerifiedKeys::default();
         let key = generate();
         assert_eq!(verified.verified_prefix(&key.key), None);
-        verified.remember(&key.prefix, &key.key);
+        verified.remember(&key.prefix, key.hash);
         assert_eq!(
             verified.verified_prefix(&key.key),
             Some(key.prefix.as_str())
@@ -126,7 +125,7 @@ mod tests {
         assert_eq!(prefix_of(&forged), Some(key.prefix.as_str()));
         assert_eq!(verified.verified_prefix(&forged), None);
         for i in 0..MAX_VERIFIED_KEYS {
-            verified.remember(&format!("{i:012}"), "x");
+            verified.remember(&format!("{i:012}"), [0; 32]);
         }
         // Full: the map started again rather than growing without bound.
         assert!(verified.map().len() <= MAX_VERIFIED_KEYS);

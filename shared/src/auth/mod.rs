@@ -167,7 +167,10 @@ async fn authenticate(
             if !api_key::matches(key, &stored.key_hash) {
                 return Err(invalid());
             }
-            state.verified_keys.remember(prefix, key);
+            // `matches` compared all 32 bytes, so the stored hash is this key's.
+            if let Ok(hash) = <[u8; 32]>::try_from(stored.key_hash.as_slice()) {
+                state.verified_keys.remember(prefix, hash);
+            }
             let stale = stored
                 .last_used_at
                 .is_none_or(|t| chrono::Utc::now() - t >= chrono::TimeDelta::minutes(1));
