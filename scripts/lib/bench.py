@@ -117,10 +117,10 @@ def run_wrk(wrk, url, conns, seconds, script, server_pids, perf_out=None, perf_p
         "redis": cpu_seconds(pids_named("redis-server")) - redis_before,
         "wrk": usage.ru_utime + usage.ru_stime,
     }
-    cpu["switches"] = context_switches(server_pids) - switches_before
+    switches = context_switches(server_pids) - switches_before
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"wrk failed:\n{out}")
-    return out, wall, cpu
+    return out, wall, cpu, switches
 
 
 def main():
@@ -242,12 +242,13 @@ def main():
                         run_wrk(args.wrk, url + path, conns, args.warmup, script, pids)
                         perf_out = args.perf_dir and os.path.join(
                             args.perf_dir, f"{scenario.split()[0].lower()}-c{conns}-{target}-r{rnd + 1}.data")
-                        out, wall, cpu = run_wrk(args.wrk, url + path, conns, args.seconds, script, pids,
+                        out, wall, cpu, switches = run_wrk(args.wrk, url + path, conns, args.seconds, script, pids,
                                                  perf_out, args.perf_pg)
                         rps, pct, non2xx, sock = parse_wrk(out)
                         results.append(dict(scenario=scenario, conns=conns, target=target, round=rnd,
                                             rps=rps, p50=pct.get("50"), p99=pct.get("99"),
-                                            non2xx=non2xx, sock=sock, wall=wall, cpu=cpu))
+                                            non2xx=non2xx, sock=sock, wall=wall, cpu=cpu,
+                                            switches=switches))
                         print(f"  {scenario:26} c={conns:<3} round {rnd + 1} {target:8} {rps:9.0f} req/s  "
                               f"p50 {pct.get('50', 0):6.2f} ms  p99 {pct.get('99', 0):6.2f} ms"
                               f"{'  NON-2xx: %d' % non2xx if non2xx else ''} {sock}", flush=True)
@@ -296,8 +297,8 @@ def main():
             requests = sum(r["rps"] * r["wall"] for r in mine)
             wall = sum(r["wall"] for r in mine)
             per = {k: sum(r["cpu"][k] for r in mine) / requests * 1e6 for k in ["server", "postgres", "redis", "wrk"]}
-            busy = sum(sum(r["cpu"][k] for k in ["server", "postgres", "redis", "wrk"]) for r in mine)
-            switches = sum(r["cpu"]["switches"] for r in mine) / requests
+            busy = sum(sum(r["cpu"].values()) for r in mine)
+            switches = sum(r["switches"] for r in mine) / requests
             idle = max(0.0, 1 - busy / (2 * wall))
             print(f"{scenario:26} {conns:>5} {target:8} | {per['server']:>6.0f} {per['postgres']:>8.0f} "
                   f"{per['redis']:>6.0f} {per['wrk']:>6.0f} {sum(per.values()):>6.0f} | {idle:>5.0%} | {switches:.2f}")

@@ -21,8 +21,9 @@ pub fn init(format: LogFormat) {
 
 /// For long-running processes: lines are handed to a writer thread that buffers them (8 KiB)
 /// and flushes to stdout whenever its queue runs empty, so a burst of lines costs a few
-/// `write`s instead of one each and request threads never block on the log pipe. Nothing is dropped when the queue is full (the caller waits instead). Keep the
-/// guard until exit: dropping it flushes what is queued.
+/// `write`s instead of one each and request threads never block on the log pipe. Nothing is
+/// dropped when the queue is full (the caller waits instead). Keep the guard until exit:
+/// dropping it flushes what is queued.
 pub fn init_non_blocking(format: LogFormat) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
