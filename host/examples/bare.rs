@@ -20,7 +20,7 @@ use axum::{
 };
 use fn_items::ItemView;
 use shared::{
-    config::{Config, RateLimits, Runtime},
+    config::{Env, RateLimitSettings, Runtime},
     db::Db,
     extract::{Created, Json},
     rate_limit::RateLimiter,
@@ -36,14 +36,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Bare {
     db: Db,
     user: uuid::Uuid,
-    limiter: Option<Arc<(RateLimiter, RateLimits)>>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Bare {
     async fn count(&self, endpoint: &str) {
         if let Some(l) = &self.limiter {
             let limiter = format!("user:{}|{endpoint}", self.user);
-            let decision = l.0.check(&limiter, l.1.for_endpoint(endpoint)).await;
+            let decision = l.check(&limiter, l.limit_for(endpoint)).await;
             assert!(decision.allowed, "the benchmark's budget is never reached");
         }
     }
@@ -99,15 +99,13 @@ async fn main() -> anyhow::Result<()> {
     let db = Db::connect_lazy(&url, pool, std::time::Duration::from_millis(500))?;
     let limiter = match std::env::var("BARE_RATE_LIMIT").as_deref() {
         Ok("1") => {
-            let config = Config::from_env(Runtime::Host)?;
+            // Only the limiter's settings: no JWT_SECRET or HTTP settings needed here.
+            let settings = RateLimitSettings::from_env(&Env::from_process(Runtime::Host)?)?;
             anyhow::ensure!(
-                config.redis_url.is_some(),
+                settings.redis_url.is_some(),
                 "BARE_RATE_LIMIT=1 needs REDIS_URL"
             );
-            Some(Arc::new((
-                RateLimiter::new(&config)?,
-                config.rate_limits.clone(),
-            )))
+            Some(Arc::new(RateLimiter::new(&settings)?))
         }
         _ => None,
     };

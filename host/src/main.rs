@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         "serve" => {
             let app = host::Application::build(state.clone())
                 .await
-                .with_context(|| format!("cannot bind {}", state.config.bind_addr))?;
+                .with_context(|| format!("cannot bind {}", state.config.http.bind_addr))?;
             tracing::info!(addr = %app.local_addr()?, "listening");
             app.run_until(host::shutdown_signal()).await?;
             tracing::info!("stopped");

@@ -1,6 +1,7 @@
 //! The database layer: one pool, one retrying entry point, slow-operation warnings.
 //!
-//! Every query in the workspace goes through [`Db::read`] or [`Db::write`]; both run on
+//! Every query in the workspace goes through [`Db::read`] or [`Db::write`] ([`Db::migrate`]
+//! aside, which holds a session lock across its statements); both run on
 //! [`Db::retrying`], the single place that checks out connections, retries transient failures
 //! and times operations. The split exists because retrying is only safe when we know the work
 //! did not commit:
@@ -10,7 +11,11 @@
 //! * `write` runs a closure inside a transaction that `Db` commits. A failure before `COMMIT`
 //!   is sent means nothing committed, so the whole transaction is retried. A connection lost
 //!   *during* `COMMIT` leaves the outcome unknown and is never retried; a serialization failure
-//!   or deadlock reported by `COMMIT` means the server rolled back, so that is retried.
+//!   (40001) or deadlock (40P01) reported by `COMMIT` means the server rolled back, so that is
+//!   retried.
+//!
+//! Every [`DbError`] names the operation it failed in, including a row that does not decode
+//! (repositories use `Row::try_get`, so a renamed column is an error, not a panic).
 
 use std::{future::Future, pin::Pin, str::FromStr, time::Duration};
 
@@ -18,7 +23,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, Recycli
 use tokio::time::Instant;
 use tokio_postgres::{NoTls, error::SqlState};
 
-use crate::config::Config;
+use crate::{config::DatabaseSettings, migrations::MigrationError};
 
 pub use deadpool_postgres::Transaction;
 pub use tokio_postgres::{Error as PgError, Row};
@@ -26,9 +31,29 @@ pub use tokio_postgres::{Error as PgError, Row};
 /// The future a [`Db::write`] closure returns: it borrows the transaction.
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, PgError>> + Send + 't>>;
 
-/// A database failure, after retries.
+/// A database failure, after retries, naming the operation that failed (`users.find`, …).
+#[derive(Debug)]
+pub struct DbError {
+    pub op: &'static str,
+    pub failure: DbFailure,
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.op, self.failure)
+    }
+}
+
+impl std::error::Error for DbError {
+    // The failure's own cause, not the failure itself: its text is already in this message.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.failure)
+    }
+}
+
+/// What went wrong in one attempt.
 #[derive(Debug, thiserror::Error)]
-pub enum DbError {
+pub enum DbFailure {
     #[error("could not get a database connection: {0}")]
     Pool(#[from] PoolError),
     #[error("database error: {source}")]
@@ -43,17 +68,10 @@ pub enum DbError {
 }
 
 impl DbError {
-    fn query(source: PgError) -> Self {
-        Self::Query {
-            source,
-            during_commit: false,
-        }
-    }
-
     /// The SQLSTATE the server reported, if any (e.g. to turn a unique violation into a 409).
     pub fn code(&self) -> Option<&SqlState> {
-        match self {
-            Self::Query { source, .. } => source.code(),
+        match &self.failure {
+            DbFailure::Query { source, .. } => source.code(),
             _ => None,
         }
     }
@@ -64,15 +82,24 @@ impl DbError {
 
     /// The database could not be reached (as opposed to a query that failed): a 503.
     pub fn is_unavailable(&self) -> bool {
-        match self {
-            Self::Pool(_) => true,
-            Self::Query { source, .. } => {
+        match &self.failure {
+            DbFailure::Pool(_) => true,
+            DbFailure::Query { source, .. } => {
                 classify(
                     source.code().map(SqlState::code),
                     is_connection_loss(source),
                 ) == Transience::Transient
             }
-            Self::Config(_) => false,
+            DbFailure::Config(_) => false,
+        }
+    }
+}
+
+impl DbFailure {
+    fn query(source: PgError) -> Self {
+        Self::Query {
+            source,
+            during_commit: false,
         }
     }
 
@@ -193,13 +220,17 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Builds the pool without connecting: the first query opens the first connection, so a
     /// Lambda cold start never waits for the database before it is needed.
-    pub fn new(config: &Config) -> Result<Self, DbError> {
-        Self::connect_lazy(config.database_url(), config.db_pool_max, config.slow_query)
+    pub fn new(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        Self::connect_lazy(settings.url(), settings.pool_max, settings.slow_query)
     }
 
     pub fn connect_lazy(url: &str, max_size: usize, slow: Duration) -> Result<Self, DbError> {
+        let config_error = |reason: String| DbError {
+            op: "db.connect",
+            failure: DbFailure::Config(reason),
+        };
         let mut pg = tokio_postgres::Config::from_str(url)
-            .map_err(|e| DbError::Config(format!("DATABASE_URL: {e}")))?;
+            .map_err(|e| config_error(format!("DATABASE_URL: {e}")))?;
         if pg.get_application_name().is_none() {
             pg.application_name("basalt");
         }
@@ -223,7 +254,7 @@ impl Db {
             .create_timeout(Some(Duration::from_secs(5)))
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
-            .map_err(|e| DbError::Config(e.to_string()))?;
+            .map_err(|e| config_error(e.to_string()))?;
         Ok(Self {
             pool,
             slow,
@@ -245,7 +276,7 @@ impl Db {
     {
         self.retrying(op, || async {
             let conn = self.pool.get().await?;
-            f(conn).await.map_err(DbError::query)
+            f(conn).await.map_err(DbFailure::query)
         })
         .await
     }
@@ -258,9 +289,9 @@ impl Db {
     {
         self.retrying(op, || async {
             let mut conn = self.pool.get().await?;
-            let tx = conn.transaction().await.map_err(DbError::query)?;
-            let value = f(&tx).await.map_err(DbError::query)?;
-            tx.commit().await.map_err(|source| DbError::Query {
+            let tx = conn.transaction().await.map_err(DbFailure::query)?;
+            let value = f(&tx).await.map_err(DbFailure::query)?;
+            tx.commit().await.map_err(|source| DbFailure::Query {
                 source,
                 during_commit: true,
             })?;
@@ -273,7 +304,7 @@ impl Db {
     async fn retrying<T, A, Fut>(&self, op: &'static str, attempt: A) -> Result<T, DbError>
     where
         A: Fn() -> Fut,
-        Fut: Future<Output = Result<T, DbError>>,
+        Fut: Future<Output = Result<T, DbFailure>>,
     {
         let started = Instant::now();
         let mut tries = 0;
@@ -307,11 +338,13 @@ impl Db {
         if let Err(e) = &result {
             tracing::debug!(op, attempts = tries, error = %e, "database operation failed");
         }
-        result
+        result.map_err(|failure| DbError { op, failure })
     }
 
-    /// Applies the embedded migrations (see `crate::migrations`).
-    pub async fn migrate(&self) -> anyhow::Result<usize> {
+    /// Applies the embedded migrations (see `crate::migrations`). The one operation that does
+    /// not go through [`Db::retrying`]: it holds a session lock across statements, and
+    /// repeating it is the migrator's (or the restarted job's) decision.
+    pub async fn migrate(&self) -> Result<usize, MigrationError> {
         let mut conn = self.pool.get().await?;
         let client: &mut tokio_postgres::Client = &mut conn;
         crate::migrations::run(client).await
@@ -362,9 +395,9 @@ mod tests {
     #[test]
     fn pool_wait_timeouts_are_final_but_connect_failures_are_retried() {
         use deadpool_postgres::TimeoutType;
-        assert!(!DbError::Pool(PoolError::Timeout(TimeoutType::Wait)).is_retryable());
-        assert!(DbError::Pool(PoolError::Timeout(TimeoutType::Create)).is_retryable());
-        assert!(!DbError::Pool(PoolError::Closed).is_retryable());
+        assert!(!DbFailure::Pool(PoolError::Timeout(TimeoutType::Wait)).is_retryable());
+        assert!(DbFailure::Pool(PoolError::Timeout(TimeoutType::Create)).is_retryable());
+        assert!(!DbFailure::Pool(PoolError::Closed).is_retryable());
     }
 
     // --- Against a real PostgreSQL (scripts/test starts one) -----------------------------
@@ -461,6 +494,32 @@ mod tests {
             .unwrap_err();
         assert_eq!(attempts.load(Ordering::SeqCst), 1);
         assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE));
+        assert!(!err.is_unavailable());
+    }
+
+    #[tokio::test]
+    async fn a_row_that_does_not_decode_is_an_error_naming_the_operation() {
+        let db = test_db(1, Duration::from_secs(5)).await;
+        let attempts = AtomicU32::new(0);
+        let err = db
+            .read("test.decode", |c| {
+                let attempts = &attempts;
+                async move {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    let row = c.query_one("SELECT 1::int4 AS n", &[]).await?;
+                    row.try_get::<_, String>("renamed_column")
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            1,
+            "a decoding error is permanent"
+        );
+        assert_eq!(err.op, "test.decode");
+        assert!(err.to_string().starts_with("test.decode: "), "{err}");
+        assert!(err.to_string().contains("renamed_column"), "{err}");
         assert!(!err.is_unavailable());
     }
 

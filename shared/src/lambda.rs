@@ -1,10 +1,18 @@
 //! Running a router as a Lambda function, through the same chain as the host.
 //!
-//! `lambda_http::run` panics outside Lambda (it needs the runtime API's environment), so only
-//! [`run`] calls it and the host never does.
+//! `lambda_runtime::run` (which `lambda_http::run` wraps) panics outside Lambda: it needs the
+//! runtime API's environment. Only [`run`] and [`refuse_invocations`] call it (clippy.toml bans
+//! it elsewhere), and the host calls it only when it was started as a function by mistake.
+//!
+//! Before the chain runs, [`handler`] puts the client's path back (no stage prefix) and turns
+//! the gateway's request context into the neutral extensions of `http::request_context`, so
+//! no layer knows the Lambda event types.
 
 use axum::Router;
 use http::Uri;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use lambda_http::{
     Adapter, RequestExt,
     lambda_runtime::{self, LambdaEvent},
@@ -14,6 +22,10 @@ use tower::{ServiceExt, util::MapRequest};
 
 use crate::{
     config::{Config, Runtime},
+    http::{
+        client_ip::forwarded_for,
+        request_context::{GatewayPeer, InvocationIds},
+    },
     state::AppState,
     telemetry,
 };
@@ -32,6 +44,7 @@ pub async fn run(router: Router<AppState>) -> Result<(), lambda_http::Error> {
     telemetry::init(config.log_format);
     let state = AppState::new(config)?;
     let app = crate::http::app(router, state);
+    #[allow(clippy::disallowed_methods)] // the one call (see the module docs)
     lambda_runtime::run(handler(app)).await
 }
 
@@ -39,6 +52,7 @@ pub async fn run(router: Router<AppState>) -> Result<(), lambda_http::Error> {
 /// every invocation fails at once with `message`, rather than the caller waiting on a process
 /// that never talks to the runtime API.
 pub async fn refuse_invocations(message: &'static str) -> Result<(), lambda_http::Error> {
+    #[allow(clippy::disallowed_methods)] // only ever started by the runtime, like `run`
     lambda_runtime::run(lambda_runtime::service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
             Err::<serde_json::Value, _>(lambda_runtime::Diagnostic {
@@ -52,7 +66,52 @@ pub async fn refuse_invocations(message: &'static str) -> Result<(), lambda_http
 
 /// The service the runtime calls with each event; tests push real gateway events through it.
 pub fn handler(app: Router) -> Adapter<'static, axum::response::Response, RoutedService> {
-    Adapter::from(app.map_request(strip_stage as fn(lambda_http::Request) -> lambda_http::Request))
+    Adapter::from(app.map_request(prepare as fn(lambda_http::Request) -> lambda_http::Request))
+}
+
+/// What every event goes through before the chain: the stage stripped, the context made
+/// neutral.
+fn prepare(req: lambda_http::Request) -> lambda_http::Request {
+    neutral_context(strip_stage(req))
+}
+
+/// Copies what the chain needs from the gateway's request context and the invocation into
+/// `http::request_context`'s extensions: the peer address (rate limiting by client IP) and
+/// the ids (log lines).
+fn neutral_context(mut req: lambda_http::Request) -> lambda_http::Request {
+    let (peer, gateway_request_id) = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => (
+            ctx.http.source_ip.as_deref().and_then(parse_ip),
+            ctx.request_id.clone(),
+        ),
+        Some(RequestContext::ApiGatewayV1(ctx)) => (
+            ctx.identity.source_ip.as_deref().and_then(parse_ip),
+            ctx.request_id.clone(),
+        ),
+        // An ALB appends the address it saw to X-Forwarded-For: the right-most entry.
+        Some(RequestContext::Alb(_)) => (forwarded_for(req.headers()).last().copied(), None),
+        _ => (None, None),
+    };
+    let invocation_id = req
+        .extensions()
+        .get::<lambda_runtime::Context>()
+        .map(|ctx| ctx.request_id.clone());
+    let extensions = req.extensions_mut();
+    if let Some(peer) = peer {
+        extensions.insert(GatewayPeer(peer));
+    }
+    extensions.insert(InvocationIds {
+        gateway_request_id,
+        invocation_id,
+    });
+    req
+}
+
+/// An address as a gateway reports it: plain, or (in some sample events) as a `/32` network.
+fn parse_ip(raw: &str) -> Option<IpAddr> {
+    raw.parse()
+        .ok()
+        .or_else(|| raw.parse::<IpNet>().ok().map(|net| net.addr()))
 }
 
 /// Convenience for tests and tools: one event in, the serialised Lambda response out.
@@ -114,3 +173,61 @@ fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
 
 /// The error type of a Lambda `main`.
 pub use lambda_http::Error;
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::testing;
+
+    #[test]
+    fn gateway_addresses_parse_plain_or_as_a_single_host_network() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(parse_ip("192.0.2.1/32"), Some(ip("192.0.2.1")));
+        assert_eq!(parse_ip("2001:db8::1"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_ip("not an ip"), None);
+    }
+
+    #[tokio::test]
+    async fn lambda_request_lines_carry_the_gateway_and_invocation_ids() {
+        let captured = testing::CapturedLogs::default();
+        let writer = captured.clone();
+        let subscriber =
+            crate::telemetry::subscriber(crate::config::LogFormat::Json, move || writer.clone());
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let config = testing::config("postgres://nobody@127.0.0.1:1/none");
+        let state = AppState::new(config).unwrap();
+        let app = crate::http::app(
+            Router::new().route("/health", get(|| async { "ok" })),
+            state,
+        );
+        let call = testing::Call::new("GET", "/health");
+        for event in [
+            testing::http_api_event(&call, "$default"),
+            testing::rest_api_event(&call, "prod"),
+        ] {
+            let gateway_id = event["requestContext"]["requestId"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(testing::via_lambda(app.clone(), event).await.status, 200);
+            let logs = captured.text();
+            let line: Value = logs
+                .lines()
+                .rev()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["message"] == "request")
+                .unwrap();
+            assert_eq!(
+                line["span"]["apigw_request_id"],
+                gateway_id.as_str(),
+                "{line}"
+            );
+            let lambda_id = line["span"]["lambda_request_id"].as_str().unwrap();
+            assert!(uuid::Uuid::parse_str(lambda_id).is_ok(), "{line}");
+            assert_eq!(line["span"]["request_id"], "lambda-parity-1");
+        }
+    }
+}

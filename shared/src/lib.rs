@@ -2,21 +2,26 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: typed settings from the environment; refuses to start on bad values.
+//! Listed bottom-up: a module may use the ones above it, never one below it or a sibling on
+//! its own line (the tidy test in `tidy.rs` enforces this).
+//!
+//! - [`config`]: typed settings from the environment, one type per component; refuses to
+//!   start on bad values, naming the variable.
 //! - [`telemetry`]: tracing subscriber (JSON or pretty, `RUST_LOG`).
-//! - [`db`]: the pool and the single retrying, timed entry point for every query.
 //! - [`migrations`]: `migrations/*.sql` embedded and applied by refinery.
-//! - [`repo`]: SQL per table, always scoped to the owning user.
-//! - [`auth`]: passwords, JWTs, API keys, the default-deny layer and `Principal`.
+//! - [`db`]: the pool and the single retrying, timed entry point for every query.
 //! - [`error`]: `ApiError` and the RFC 9457 `Problem` body.
-//! - [`extract`]: `Json`/`Path`/`Query`/`Created` that fail with `ApiError`.
-//! - [`http`]: `app()`, the one function that assembles the middleware chain.
-//! - [`rate_limit`]: sliding-window limiter (Redis, in-memory fallback) and its layer.
-//! - [`routes`]: `routes!`, one route list giving a documented `api()` and a plain `router()`.
-//! - [`lambda`]: runs a router as a Lambda function through that chain.
-//! - [`state`]: `AppState`, what handlers receive.
+//! - [`repo`]: SQL per table, always scoped to the owning user.
 //! - [`views`]: JSON shapes shared by several route crates (user, page).
-//! - `testing` (feature `test-support`): a fresh migrated database per test.
+//! - [`auth`], [`rate_limit`]: credentials and who they prove the caller to be; the
+//!   sliding-window limiter (Redis, in-memory fallback). Neither knows the other or HTTP
+//!   middleware.
+//! - [`state`]: `AppState`, what handlers receive.
+//! - [`extract`]: `Json`/`Path`/`Query`/`Created` that fail with `ApiError`.
+//! - [`routes`]: `routes!`, one route list giving a documented `api()` and a plain `router()`.
+//! - [`http`]: `app()`, the one function that assembles the middleware chain, and its layers.
+//! - [`lambda`]: runs a router as a Lambda function through that chain.
+//! - `testing` (feature `test-support`): fixtures, gateway events, host-vs-Lambda parity.
 
 pub mod auth;
 pub mod config;
@@ -33,6 +38,8 @@ pub mod state;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+#[cfg(test)]
+mod tidy;
 pub mod views;
 
 pub use error::ApiError;

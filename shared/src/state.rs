@@ -2,12 +2,7 @@
 
 use std::{ops::Deref, sync::Arc};
 
-use crate::{
-    auth::{api_key::VerifiedKeys, jwt::JwtKeys, known_users::KnownUsers},
-    config::Config,
-    db::Db,
-    rate_limit::RateLimiter,
-};
+use crate::{auth::Authenticator, config::Config, db::Db, rate_limit::RateLimiter};
 
 /// What handlers and middleware share. One `Arc`: the chain clones the state for each of its
 /// stateful layers on every request, and one reference count is cheaper than five.
@@ -18,14 +13,10 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub config: Config,
     pub db: Db,
-    /// Derived once from `JWT_SECRET`, not per request.
-    pub jwt: JwtKeys,
+    /// JWT keys, the memory of confirmed users and of verified API keys.
+    pub auth: Authenticator,
     /// One per process: Redis connection manager plus the in-memory fallback.
     pub limiter: RateLimiter,
-    /// Users whose existence was confirmed in the last two seconds (see `known_users`).
-    pub known_users: KnownUsers,
-    /// API keys that authenticated here: only their prefixes are rate-limit principals.
-    pub verified_keys: VerifiedKeys,
 }
 
 impl Deref for AppState {
@@ -39,16 +30,14 @@ impl Deref for AppState {
 impl AppState {
     /// Builds the state without touching the network (the pool and Redis connect on first use).
     pub fn new(config: Config) -> Result<Self, StateError> {
-        let db = Db::new(&config)?;
+        let db = Db::new(&config.database)?;
         Self::with_db(config, db)
     }
 
     pub fn with_db(config: Config, db: Db) -> Result<Self, StateError> {
         Ok(Self(Arc::new(Shared {
-            jwt: JwtKeys::new(&config.jwt_secret, config.jwt_ttl)?,
-            limiter: RateLimiter::new(&config)?,
-            known_users: KnownUsers::default(),
-            verified_keys: VerifiedKeys::default(),
+            auth: Authenticator::new(&config.auth, db.clone())?,
+            limiter: RateLimiter::new(&config.rate_limit)?,
             config,
             db,
         })))

@@ -1,6 +1,6 @@
 //! Account creation and sign-in.
 //!
-//! Routes (both public — on `shared::auth::PUBLIC_ROUTES`):
+//! Routes (both public — on `shared::http::PUBLIC_ROUTES`):
 //! - `POST /v1/auth/register` — create an account; 201 with the user, 409 if the email is taken.
 //! - `POST /v1/auth/token` — exchange email and password for an access token.
 
@@ -52,7 +52,11 @@ async fn register(
     let Some(email) = email.filter(|_| errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
-    let hash = password::hash(SecretString::from(body.password), state.config.bcrypt_cost).await?;
+    let hash = password::hash(
+        SecretString::from(body.password),
+        state.config.auth.bcrypt_cost,
+    )
+    .await?;
     match users::create(&state.db, &email, &hash).await {
         Ok(user) => Ok(Created(user.into())),
         Err(e) if e.is_unique_violation() => Err(ApiError::conflict(
@@ -90,14 +94,14 @@ async fn token(
     let ok = password::verify(
         SecretString::from(body.password),
         hash,
-        state.config.bcrypt_cost,
+        state.config.auth.bcrypt_cost,
     )
     .await?;
     let user_id = user_id.filter(|_| ok).ok_or_else(denied)?;
-    let access_token = state.jwt.issue(user_id).map_err(ApiError::internal)?;
+    let access_token = state.auth.jwt.issue(user_id).map_err(ApiError::internal)?;
     Ok(Json(TokenResponse {
         access_token,
         token_type: "Bearer",
-        expires_in: state.jwt.ttl().as_secs(),
+        expires_in: state.auth.jwt.ttl().as_secs(),
     }))
 }

@@ -84,15 +84,20 @@ pub struct Readiness {
 }
 
 async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    let probe = state.db.read("health.ready", |c| async move {
-        c.simple_query("SELECT 1").await.map(|_| ())
-    });
-    let redis = match state.limiter.ping().await {
+    let database = async {
+        let probe = state.db.read("health.ready", |c| async move {
+            c.simple_query("SELECT 1").await.map(|_| ())
+        });
+        tokio::time::timeout(READY_TIMEOUT, probe).await
+    };
+    // Both at once: a slow Redis must not delay the database's answer, nor the other way round.
+    let (database, redis) = tokio::join!(database, state.limiter.ping());
+    let redis = match redis {
         None => "not_configured",
         Some(Ok(())) => "ok",
         Some(Err(_)) => "unavailable",
     };
-    match tokio::time::timeout(READY_TIMEOUT, probe).await {
+    match database {
         Ok(Ok(())) => Ok(Json(Readiness {
             status: "ready",
             database: "ok",

@@ -221,16 +221,3 @@ async fn delete(
         Err(ApiError::not_found("item"))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_round_trips_and_rejects_garbage() {
-        let id = Uuid::now_v7();
-        assert_eq!(decode_cursor(&encode_cursor(id)), Some(id));
-        assert_eq!(decode_cursor("not a cursor"), None);
-        assert_eq!(decode_cursor("AAAA"), None);
-    }
-}

@@ -1,5 +1,6 @@
 //! Item routes through real API Gateway events answer exactly as through the host, including
-//! path parameters, query strings, base64 bodies and a REST API stage prefix.
+//! path parameters, query strings, base64 bodies and a REST API stage prefix; and the cursor
+//! format (this is the crate's one test binary).
 #![allow(clippy::unwrap_used)]
 
 use serde_json::json;
@@ -64,9 +65,9 @@ async fn gateway_events_match_the_host() {
 #[tokio::test]
 async fn rate_limits_and_cors_apply_to_gateway_events() {
     let state = testing::state_with(|mut c| {
-        c.redis_url = Some(testing::redis_url().into());
-        c.redis_key_prefix = testing::redis_key_prefix();
-        c.rate_limits.default = "3/60".parse().unwrap();
+        c.rate_limit.redis_url = Some(testing::redis_url().into());
+        c.rate_limit.redis_key_prefix = testing::redis_key_prefix();
+        c.rate_limit.limits.default = "3/60".parse().unwrap();
         c
     })
     .await;
@@ -131,7 +132,7 @@ async fn rate_limits_and_cors_apply_to_gateway_events() {
 #[tokio::test]
 async fn a_container_reuses_one_small_lazy_pool_across_invocations() {
     let state = testing::state_with(|mut c| {
-        c.db_pool_max = 2; // the Lambda default (`Config::from_env(Runtime::Lambda)`)
+        c.database.pool_max = 2; // the Lambda default (`Config::from_env(Runtime::Lambda)`)
         c
     })
     .await;
@@ -139,7 +140,7 @@ async fn a_container_reuses_one_small_lazy_pool_across_invocations() {
     // A fresh state for the "container": building it opens no connection.
     let container = shared::AppState::with_db(
         state.config.clone(),
-        shared::db::Db::new(&state.config).unwrap(),
+        shared::db::Db::new(&state.config.database).unwrap(),
     )
     .unwrap();
     assert_eq!(
@@ -166,15 +167,26 @@ async fn a_container_reuses_one_small_lazy_pool_across_invocations() {
     // Every session on this database: the container's, the test's own pool's, the counter.
     let expected = (container.db.status().size + state.db.status().size + 1) as i64;
     assert_eq!(
-        testing::backends(state.config.database_url()).await,
+        testing::backends(state.config.database.url()).await,
         expected
     );
 
     // The container is frozen; meanwhile the database drops its connections.
-    assert!(testing::terminate_connections(state.config.database_url()).await >= 1);
+    assert!(testing::terminate_connections(state.config.database.url()).await >= 1);
     for _ in 0..5 {
         let r = testing::via_lambda(app.clone(), testing::http_api_event(&call, "$default")).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
     assert!(container.db.status().size <= 2);
+}
+
+#[test]
+fn cursor_round_trips_and_rejects_garbage() {
+    let id = uuid::Uuid::now_v7();
+    assert_eq!(
+        fn_items::decode_cursor(&fn_items::encode_cursor(id)),
+        Some(id)
+    );
+    assert_eq!(fn_items::decode_cursor("not a cursor"), None);
+    assert_eq!(fn_items::decode_cursor("AAAA"), None);
 }

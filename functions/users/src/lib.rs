@@ -85,7 +85,7 @@ async fn update_me(
         return Ok(Json(user.into()));
     }
     let current = body.current_password.unwrap_or_default();
-    let cost = state.config.bcrypt_cost;
+    let cost = state.config.auth.bcrypt_cost;
     if current.len() > password::MAX_PASSWORD_BYTES
         || !password::verify(SecretString::from(current), Some(user.password_hash), cost).await?
     {
@@ -118,7 +118,7 @@ async fn delete_me(
 ) -> Result<NoContent, ApiError> {
     if users::delete(&state.db, principal.user_id).await? {
         // Refuse the user's still-unexpired tokens from the next request on.
-        state.known_users.forget(principal.user_id);
+        state.auth.known_users.forget(principal.user_id);
         Ok(NoContent)
     } else {
         Err(ApiError::not_found("user"))

@@ -1,8 +1,8 @@
 //! Password hashing with bcrypt, always on the blocking thread pool.
 //!
 //! A cost-12 hash takes ~250 ms of CPU; on the async executor that would stall every other
-//! request on the worker thread, hence `spawn_blocking` (clippy.toml forbids calling bcrypt
-//! directly anywhere else).
+//! request on the worker thread, hence `spawn_blocking`, inside the request's span
+//! (clippy.toml forbids calling bcrypt directly anywhere else).
 #![allow(clippy::disallowed_methods)]
 
 use std::sync::OnceLock;
@@ -33,9 +33,22 @@ pub fn validate(field: &str, password: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Runs `f` on the blocking pool inside the caller's tracing span (and subscriber, which may be
+/// a scoped one), so anything it logs keeps the request id.
+async fn on_blocking_pool<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let span = tracing::Span::current();
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    tokio::task::spawn_blocking(move || {
+        tracing::dispatcher::with_default(&dispatch, || span.in_scope(f))
+    })
+    .await
+}
+
 /// Hashes on the blocking pool.
 pub async fn hash(password: SecretString, cost: u32) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password.expose_secret(), cost))
+    on_blocking_pool(move || bcrypt::hash(password.expose_secret(), cost))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)
@@ -49,7 +62,7 @@ pub async fn verify(
     hash: Option<String>,
     cost: u32,
 ) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    on_blocking_pool(move || {
         let known = hash.is_some();
         let hash = match hash {
             Some(h) => h,
@@ -88,6 +101,21 @@ mod tests {
         assert!(err.message.contains("72"));
         // Bytes, not characters: 25 three-byte characters are 75 bytes.
         assert!(validate("password", &"€".repeat(25)).is_err());
+    }
+
+    #[tokio::test]
+    async fn blocking_work_runs_in_the_callers_span() {
+        use tracing::Instrument;
+        let subscriber = tracing_subscriber::registry();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let span_name = async {
+            on_blocking_pool(|| tracing::Span::current().metadata().map(|m| m.name()))
+                .await
+                .unwrap()
+        }
+        .instrument(tracing::info_span!("request"))
+        .await;
+        assert_eq!(span_name, Some("request"));
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, PgError};
 
 /// A key as listed: never the key itself or its hash.
 #[derive(Debug, Clone)]
@@ -16,15 +16,17 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-impl From<Row> for ApiKey {
-    fn from(row: Row) -> Self {
-        Self {
-            id: row.get("id"),
-            name: row.get("name"),
-            prefix: row.get("prefix"),
-            created_at: row.get("created_at"),
-            last_used_at: row.get("last_used_at"),
-        }
+impl ApiKey {
+    /// Decodes a row selected with `columns!()`; a missing column or changed type is an
+    /// error, not a panic.
+    fn from_row(row: &Row) -> Result<Self, PgError> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            prefix: row.try_get("prefix")?,
+            created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+        })
     }
 }
 
@@ -37,7 +39,32 @@ pub struct KeyCredential {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, name, prefix, created_at, last_used_at";
+impl KeyCredential {
+    /// Decodes a row of `FIND_BY_PREFIX`; a missing column or changed type is an error.
+    fn from_row(row: &Row) -> Result<Self, PgError> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            key_hash: row.try_get("key_hash")?,
+            last_used_at: row.try_get("last_used_at")?,
+        })
+    }
+}
+
+// The columns `ApiKey::from_row` reads. A macro rather than a `const` because `concat!` only
+// takes literals, and every statement below is a `const` so `prepare_cached` sees the same
+// string each time.
+macro_rules! columns {
+    () => {
+        "id, name, prefix, created_at, last_used_at"
+    };
+}
+
+const CREATE: &str = concat!(
+    "INSERT INTO api_keys (id, user_id, name, prefix, key_hash) \
+     VALUES ($1, $2, $3, $4, $5) RETURNING ",
+    columns!()
+);
 
 pub async fn create(
     db: &Db,
@@ -50,83 +77,73 @@ pub async fn create(
     db.write("api_keys.create", move |tx| {
         let (name, prefix, key_hash) = (name.clone(), prefix.clone(), key_hash.clone());
         Box::pin(async move {
-            let sql = format!(
-                "INSERT INTO api_keys (id, user_id, name, prefix, key_hash) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
-            );
+            let stmt = tx.prepare_cached(CREATE).await?;
             let row = tx
                 .query_one(
-                    &sql,
+                    &stmt,
                     &[&Uuid::now_v7(), &user_id, &name, &prefix, &key_hash],
                 )
                 .await?;
-            Ok(ApiKey::from(row))
+            ApiKey::from_row(&row)
         })
     })
     .await
 }
 
+const LIST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM api_keys WHERE user_id = $1 ORDER BY id"
+);
+
 pub async fn list(db: &Db, user_id: Uuid) -> Result<Vec<ApiKey>, DbError> {
     db.read("api_keys.list", |c| async move {
-        let stmt = c
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY id"
-            ))
-            .await?;
-        Ok(c.query(&stmt, &[&user_id])
+        let stmt = c.prepare_cached(LIST).await?;
+        c.query(&stmt, &[&user_id])
             .await?
-            .into_iter()
-            .map(ApiKey::from)
-            .collect())
+            .iter()
+            .map(ApiKey::from_row)
+            .collect::<Result<Vec<_>, _>>()
     })
     .await
 }
+
+const DELETE: &str = "DELETE FROM api_keys WHERE id = $1 AND user_id = $2";
 
 /// Deletes one of the user's keys; false when it does not exist or belongs to someone else.
 pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> Result<bool, DbError> {
     db.write("api_keys.delete", move |tx| {
         Box::pin(async move {
-            Ok(tx
-                .execute(
-                    "DELETE FROM api_keys WHERE id = $1 AND user_id = $2",
-                    &[&id, &user_id],
-                )
-                .await?
-                == 1)
+            let stmt = tx.prepare_cached(DELETE).await?;
+            Ok(tx.execute(&stmt, &[&id, &user_id]).await? == 1)
         })
     })
     .await
 }
 
+const FIND_BY_PREFIX: &str =
+    "SELECT id, user_id, key_hash, last_used_at FROM api_keys WHERE prefix = $1";
+
 pub async fn find_by_prefix(db: &Db, prefix: &str) -> Result<Option<KeyCredential>, DbError> {
     db.read("api_keys.find_by_prefix", |c| async move {
-        let stmt = c
-            .prepare_cached(
-                "SELECT id, user_id, key_hash, last_used_at FROM api_keys WHERE prefix = $1",
-            )
-            .await?;
-        Ok(c.query_opt(&stmt, &[&prefix])
+        let stmt = c.prepare_cached(FIND_BY_PREFIX).await?;
+        c.query_opt(&stmt, &[&prefix])
             .await?
-            .map(|row| KeyCredential {
-                id: row.get("id"),
-                user_id: row.get("user_id"),
-                key_hash: row.get("key_hash"),
-                last_used_at: row.get("last_used_at"),
-            }))
+            .as_ref()
+            .map(KeyCredential::from_row)
+            .transpose()
     })
     .await
 }
+
+const TOUCH: &str = "UPDATE api_keys SET last_used_at = now() WHERE id = $1 \
+                     AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')";
 
 /// Records use, at most once a minute per key (the condition makes concurrent requests and
 /// retries harmless, so this is a `read`-style idempotent statement).
 pub async fn touch(db: &Db, id: Uuid) -> Result<(), DbError> {
     db.read("api_keys.touch", |c| async move {
-        let stmt = c
-            .prepare_cached(
-                "UPDATE api_keys SET last_used_at = now() WHERE id = $1 \
-                 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-            )
-            .await?;
+        let stmt = c.prepare_cached(TOUCH).await?;
         c.execute(&stmt, &[&id]).await?;
         Ok(())
     })

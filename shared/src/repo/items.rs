@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, PgError};
 
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -15,19 +15,34 @@ pub struct Item {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<Row> for Item {
-    fn from(row: Row) -> Self {
-        Self {
-            id: row.get("id"),
-            title: row.get("title"),
-            description: row.get("description"),
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
-        }
+impl Item {
+    /// Decodes a row selected with `columns!()`; a missing column or changed type is an
+    /// error, not a panic.
+    fn from_row(row: &Row) -> Result<Self, PgError> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            title: row.try_get("title")?,
+            description: row.try_get("description")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
     }
 }
 
-const COLUMNS: &str = "id, title, description, created_at, updated_at";
+// The columns `Item::from_row` reads. A macro rather than a `const` because `concat!` only
+// takes literals, and every statement below is a `const` so `prepare_cached` sees the same
+// string each time.
+macro_rules! columns {
+    () => {
+        "id, title, description, created_at, updated_at"
+    };
+}
+
+const CREATE: &str = concat!(
+    "INSERT INTO items (id, user_id, title, description) VALUES ($1, $2, $3, $4) \
+     RETURNING ",
+    columns!()
+);
 
 pub async fn create(
     db: &Db,
@@ -39,32 +54,40 @@ pub async fn create(
     db.write("items.create", move |tx| {
         let (title, description) = (title.clone(), description.clone());
         Box::pin(async move {
-            let stmt = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO items (id, user_id, title, description) VALUES ($1, $2, $3, $4) \
-                     RETURNING {COLUMNS}"
-                ))
-                .await?;
+            let stmt = tx.prepare_cached(CREATE).await?;
             let row = tx
                 .query_one(&stmt, &[&Uuid::now_v7(), &user_id, &title, &description])
                 .await?;
-            Ok(Item::from(row))
+            Item::from_row(&row)
         })
     })
     .await
 }
 
+const GET: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM items WHERE id = $1 AND user_id = $2"
+);
+
 pub async fn get(db: &Db, user_id: Uuid, id: Uuid) -> Result<Option<Item>, DbError> {
     db.read("items.get", |c| async move {
-        let stmt = c
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM items WHERE id = $1 AND user_id = $2"
-            ))
-            .await?;
-        Ok(c.query_opt(&stmt, &[&id, &user_id]).await?.map(Item::from))
+        let stmt = c.prepare_cached(GET).await?;
+        c.query_opt(&stmt, &[&id, &user_id])
+            .await?
+            .as_ref()
+            .map(Item::from_row)
+            .transpose()
     })
     .await
 }
+
+const LIST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM items WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) \
+     ORDER BY id DESC LIMIT $3"
+);
 
 /// Newest first; `before` is the id of the last item of the previous page. UUIDv7 ids sort
 /// by creation time, so `id` alone is a stable, unique keyset.
@@ -75,20 +98,22 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Item>, DbError> {
     db.read("items.list", |c| async move {
-        let stmt = c
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM items WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) \
-                 ORDER BY id DESC LIMIT $3"
-            ))
-            .await?;
-        Ok(c.query(&stmt, &[&user_id, &before, &limit])
+        let stmt = c.prepare_cached(LIST).await?;
+        c.query(&stmt, &[&user_id, &before, &limit])
             .await?
-            .into_iter()
-            .map(Item::from)
-            .collect())
+            .iter()
+            .map(Item::from_row)
+            .collect::<Result<Vec<_>, _>>()
     })
     .await
 }
+
+const UPDATE: &str = concat!(
+    "UPDATE items SET title = coalesce($3, title), \
+     description = coalesce($4, description), updated_at = now() \
+     WHERE id = $1 AND user_id = $2 RETURNING ",
+    columns!()
+);
 
 pub async fn update(
     db: &Db,
@@ -101,30 +126,24 @@ pub async fn update(
     db.write("items.update", move |tx| {
         let (title, description) = (title.clone(), description.clone());
         Box::pin(async move {
-            let sql = format!(
-                "UPDATE items SET title = coalesce($3, title), \
-                 description = coalesce($4, description), updated_at = now() \
-                 WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
-            );
-            Ok(tx
-                .query_opt(&sql, &[&id, &user_id, &title, &description])
+            let stmt = tx.prepare_cached(UPDATE).await?;
+            tx.query_opt(&stmt, &[&id, &user_id, &title, &description])
                 .await?
-                .map(Item::from))
+                .as_ref()
+                .map(Item::from_row)
+                .transpose()
         })
     })
     .await
 }
 
+const DELETE: &str = "DELETE FROM items WHERE id = $1 AND user_id = $2";
+
 pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> Result<bool, DbError> {
     db.write("items.delete", move |tx| {
         Box::pin(async move {
-            Ok(tx
-                .execute(
-                    "DELETE FROM items WHERE id = $1 AND user_id = $2",
-                    &[&id, &user_id],
-                )
-                .await?
-                == 1)
+            let stmt = tx.prepare_cached(DELETE).await?;
+            Ok(tx.execute(&stmt, &[&id, &user_id]).await? == 1)
         })
     })
     .await

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, PgError};
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -15,19 +15,33 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<Row> for User {
-    fn from(row: Row) -> Self {
-        Self {
-            id: row.get("id"),
-            email: row.get("email"),
-            password_hash: row.get("password_hash"),
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
-        }
+impl User {
+    /// Decodes a row selected with `columns!()`; a missing column or changed type is an
+    /// error, not a panic.
+    fn from_row(row: &Row) -> Result<Self, PgError> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            password_hash: row.try_get("password_hash")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
     }
 }
 
-const COLUMNS: &str = "id, email, password_hash, created_at, updated_at";
+// The columns `User::from_row` reads. A macro rather than a `const` because `concat!` only
+// takes literals, and every statement below is a `const` so `prepare_cached` sees the same
+// string each time.
+macro_rules! columns {
+    () => {
+        "id, email, password_hash, created_at, updated_at"
+    };
+}
+
+const CREATE: &str = concat!(
+    "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING ",
+    columns!()
+);
 
 /// Inserts a user; a duplicate email (any case) is a unique violation for the caller to map.
 pub async fn create(db: &Db, email: &str, password_hash: &str) -> Result<User, DbError> {
@@ -35,50 +49,65 @@ pub async fn create(db: &Db, email: &str, password_hash: &str) -> Result<User, D
     db.write("users.create", move |tx| {
         let (email, password_hash) = (email.clone(), password_hash.clone());
         Box::pin(async move {
-            let sql = format!(
-                "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
-            );
+            let stmt = tx.prepare_cached(CREATE).await?;
             let row = tx
-                .query_one(&sql, &[&Uuid::now_v7(), &email, &password_hash])
+                .query_one(&stmt, &[&Uuid::now_v7(), &email, &password_hash])
                 .await?;
-            Ok(User::from(row))
+            User::from_row(&row)
         })
     })
     .await
 }
 
+const FIND_BY_EMAIL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM users WHERE lower(email) = lower($1)"
+);
+
 pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, DbError> {
     db.read("users.find_by_email", |c| async move {
-        let stmt = c
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM users WHERE lower(email) = lower($1)"
-            ))
-            .await?;
-        Ok(c.query_opt(&stmt, &[&email]).await?.map(User::from))
+        let stmt = c.prepare_cached(FIND_BY_EMAIL).await?;
+        c.query_opt(&stmt, &[&email])
+            .await?
+            .as_ref()
+            .map(User::from_row)
+            .transpose()
     })
     .await
 }
 
+const FIND: &str = concat!("SELECT ", columns!(), " FROM users WHERE id = $1");
+
 pub async fn find(db: &Db, id: Uuid) -> Result<Option<User>, DbError> {
     db.read("users.find", |c| async move {
-        let stmt = c
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
-            .await?;
-        Ok(c.query_opt(&stmt, &[&id]).await?.map(User::from))
+        let stmt = c.prepare_cached(FIND).await?;
+        c.query_opt(&stmt, &[&id])
+            .await?
+            .as_ref()
+            .map(User::from_row)
+            .transpose()
     })
     .await
 }
+
+const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
 
 /// Whether the user still exists: a token outlives a deleted account otherwise.
 pub async fn exists(db: &Db, id: Uuid) -> Result<bool, DbError> {
     db.read("users.exists", |c| async move {
-        let stmt = c
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
-            .await?;
-        Ok(c.query_one(&stmt, &[&id]).await?.get(0))
+        let stmt = c.prepare_cached(EXISTS).await?;
+        c.query_one(&stmt, &[&id]).await?.try_get(0)
     })
     .await
 }
+
+const UPDATE: &str = concat!(
+    "UPDATE users SET email = coalesce($2, email), \
+     password_hash = coalesce($3, password_hash), updated_at = now() \
+     WHERE id = $1 RETURNING ",
+    columns!()
+);
 
 /// Changes email and/or password hash; `None` leaves a column as it is.
 pub async fn update(
@@ -91,28 +120,25 @@ pub async fn update(
     db.write("users.update", move |tx| {
         let (email, password_hash) = (email.clone(), password_hash.clone());
         Box::pin(async move {
-            let sql = format!(
-                "UPDATE users SET email = coalesce($2, email), \
-                 password_hash = coalesce($3, password_hash), updated_at = now() \
-                 WHERE id = $1 RETURNING {COLUMNS}"
-            );
-            Ok(tx
-                .query_opt(&sql, &[&id, &email, &password_hash])
+            let stmt = tx.prepare_cached(UPDATE).await?;
+            tx.query_opt(&stmt, &[&id, &email, &password_hash])
                 .await?
-                .map(User::from))
+                .as_ref()
+                .map(User::from_row)
+                .transpose()
         })
     })
     .await
 }
 
+const DELETE: &str = "DELETE FROM users WHERE id = $1";
+
 /// Deletes the user; API keys and items go with it (ON DELETE CASCADE).
 pub async fn delete(db: &Db, id: Uuid) -> Result<bool, DbError> {
     db.write("users.delete", move |tx| {
         Box::pin(async move {
-            Ok(tx
-                .execute("DELETE FROM users WHERE id = $1", &[&id])
-                .await?
-                == 1)
+            let stmt = tx.prepare_cached(DELETE).await?;
+            Ok(tx.execute(&stmt, &[&id]).await? == 1)
         })
     })
     .await

@@ -1,21 +1,28 @@
-//! The middleware chain, assembled here and nowhere else.
+//! The HTTP side: the middleware chain, assembled here and nowhere else, and what it needs to
+//! know about requests.
 //!
 //! [`app`] wraps a router — one function's in Lambda, all of them merged in the host — in the
 //! same layers, so the two ways of running cannot drift apart.
+//!
+//! - [`middleware`]: the chain's own layers (request id, request log, problem details, rate
+//!   limit, auth), one module each.
+//! - [`client_ip`]: the client's address, `X-Forwarded-For` behind trusted proxies.
+//! - [`request_context`]: neutral request extensions a runtime sets (Lambda's gateway peer and
+//!   ids).
 
-use std::any::Any;
+pub mod client_ip;
+pub mod middleware;
+pub mod request_context;
 
-use std::time::Duration;
+use std::{any::Any, time::Duration};
 
 use axum::{
     Router,
     body::Body,
-    extract::{MatchedPath, Request},
-    middleware::{self, Next},
+    middleware::from_fn,
     response::{IntoResponse, Response},
 };
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use lambda_http::request::RequestContext;
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -27,16 +34,16 @@ use tower_http::{
 };
 use tracing::Span;
 
-use crate::{
-    auth,
-    config::Config,
-    error::{ApiError, PROBLEM_JSON, Problem},
-    rate_limit::{self, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET},
-    state::AppState,
+use self::middleware::{
+    auth, problem, rate_limit,
+    rate_limit::{RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET},
+    request_id, request_log,
 };
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const MAX_REQUEST_ID_LEN: usize = 128;
+pub use self::middleware::{
+    auth::{API_KEY_HEADER, PUBLIC_ROUTES, is_public},
+    request_id::{REQUEST_ID, is_sane_request_id},
+};
+use crate::{config::HttpSettings, error::ApiError, state::AppState};
 
 /// Wraps `router` in the shared chain and binds the state.
 ///
@@ -57,47 +64,47 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 ///
 /// Outermost first; each layer sees what the ones above let through, and every response
 /// passes back out through all of them (so a 429 still gets CORS headers, a request id and a
-/// log line). The order is asserted by tests in `host/tests/api.rs`.
+/// log line). The order is asserted by the host's API tests (`host/tests/api/`).
 pub fn app(router: Router<AppState>, state: AppState) -> Router {
-    let config = &state.config;
+    let settings = &state.config.http;
     let layers = ServiceBuilder::new()
-        .layer(middleware::from_fn(sanitize_request_id))
+        .layer(from_fn(request_id::sanitize_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(cors(config))
+        .layer(cors(settings))
         // The trace layer wraps the body type; CORS needs a body it can default for preflights.
         .map_response(IntoResponse::into_response)
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(request_span as fn(&http::Request<Body>) -> Span)
+                .make_span_with(request_log::request_span as fn(&http::Request<Body>) -> Span)
                 .on_request(())
-                .on_response(log_response as fn(&Response, Duration, &Span))
+                .on_response(request_log::log_response as fn(&Response, Duration, &Span))
                 // 5xx causes are logged where the error is rendered; one line per request.
                 .on_failure(()),
         )
-        .layer(middleware::from_fn(problem_details))
-        .layer(middleware::from_fn_with_state(
+        .layer(from_fn(problem::problem_details))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
+            settings.request_timeout,
         ))
-        .layer(middleware::from_fn_with_state(
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_auth,
         ))
         // Innermost so the limited body goes straight to the routes, which accept any body
         // type; it only wraps the stream, so nothing is read before auth has run.
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes));
+        .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes));
     router.fallback(not_found).layer(layers).with_state(state)
 }
 
 /// Credentials are allowed, so origins are an explicit list (config refuses `*`).
-fn cors(config: &Config) -> CorsLayer {
-    let origins: Vec<HeaderValue> = config
+fn cors(settings: &HttpSettings) -> CorsLayer {
+    let origins: Vec<HeaderValue> = settings
         .cors_allowed_origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
@@ -115,7 +122,7 @@ fn cors(config: &Config) -> CorsLayer {
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
-            HeaderName::from_static(auth::API_KEY_HEADER),
+            HeaderName::from_static(API_KEY_HEADER),
             REQUEST_ID,
         ])
         .expose_headers([
@@ -126,102 +133,6 @@ fn cors(config: &Config) -> CorsLayer {
             header::RETRY_AFTER,
         ])
         .max_age(Duration::from_secs(600))
-}
-
-/// The span every log line of a request is emitted in. Only identifiers: never headers,
-/// bodies or query strings, which may carry secrets.
-fn request_span(req: &http::Request<Body>) -> Span {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("(unmatched)", MatchedPath::as_str);
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let span = tracing::info_span!(
-        "request",
-        request_id,
-        method = %req.method(),
-        route,
-        principal = tracing::field::Empty,
-        apigw_request_id = tracing::field::Empty,
-        lambda_request_id = tracing::field::Empty,
-    );
-    // In Lambda, the gateway's and the invocation's ids tie our lines to AWS's own logs.
-    let apigw_id = match req.extensions().get::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.as_deref(),
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.as_deref(),
-        _ => None,
-    };
-    if let Some(id) = apigw_id {
-        span.record("apigw_request_id", id);
-    }
-    if let Some(ctx) = req.extensions().get::<lambda_http::Context>() {
-        span.record("lambda_request_id", ctx.request_id.as_str());
-    }
-    span
-}
-
-fn log_response(response: &Response, latency: Duration, _span: &Span) {
-    tracing::info!(
-        status = response.status().as_u16(),
-        duration_ms = latency.as_secs_f64() * 1000.0,
-        "request"
-    );
-}
-
-/// Whether an incoming request id may be reused: short, and only characters that are safe in
-/// logs and headers (no injection into log lines or downstream systems).
-pub fn is_sane_request_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
-    let sane = req
-        .headers()
-        .get(&REQUEST_ID)
-        .map(|v| v.to_str().is_ok_and(is_sane_request_id));
-    if sane == Some(false) {
-        req.headers_mut().remove(&REQUEST_ID);
-    }
-    next.run(req).await
-}
-
-/// Renders every error response as problem+json carrying the request id: an [`ApiError`]'s
-/// [`Problem`] from the response extensions, or one derived from the status for the bare
-/// error responses of axum and tower-http (405, 408, 413, 500 after a panic).
-async fn problem_details(req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let response = next.run(req).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let (mut parts, _body) = response.into_parts();
-    let mut problem = parts
-        .extensions
-        .remove::<Problem>()
-        .unwrap_or_else(|| Problem::from_status(status));
-    problem.request_id = request_id;
-    let body = match serde_json::to_vec(&problem) {
-        Ok(body) => body,
-        Err(_) => br#"{"type":"about:blank","title":"Error"}"#.to_vec(),
-    };
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(body))
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
@@ -247,16 +158,15 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::{db::Db, testing};
+    use crate::{error::PROBLEM_JSON, testing};
 
     /// The chain around throwaway routes, with a pool that never connects: these tests are
     /// about the layers, not the database. The routes sit on public paths so auth lets them in.
     fn chain(router: Router<AppState>) -> Router {
         let mut config = testing::config("postgres://nobody@127.0.0.1:1/none");
-        config.request_timeout = Duration::from_millis(100);
-        config.body_limit_bytes = 1024;
-        let db = Db::new(&config).unwrap();
-        app(router, AppState::with_db(config, db).unwrap())
+        config.http.request_timeout = Duration::from_millis(100);
+        config.http.body_limit_bytes = 1024;
+        app(router, AppState::new(config).unwrap())
     }
 
     async fn call(app: Router, req: http::Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
@@ -365,42 +275,6 @@ mod tests {
             if !kept {
                 assert!(uuid::Uuid::parse_str(echoed).is_ok());
             }
-        }
-    }
-
-    #[tokio::test]
-    async fn lambda_request_lines_carry_the_gateway_and_invocation_ids() {
-        let captured = testing::CapturedLogs::default();
-        let writer = captured.clone();
-        let subscriber =
-            crate::telemetry::subscriber(crate::config::LogFormat::Json, move || writer.clone());
-        let _guard = tracing::subscriber::set_default(subscriber);
-        let app = chain(Router::new().route("/health", get(|| async { "ok" })));
-        let call = testing::Call::new("GET", "/health");
-        for event in [
-            testing::http_api_event(&call, "$default"),
-            testing::rest_api_event(&call, "prod"),
-        ] {
-            let gateway_id = event["requestContext"]["requestId"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            assert_eq!(testing::via_lambda(app.clone(), event).await.status, 200);
-            let logs = captured.text();
-            let line: Value = logs
-                .lines()
-                .rev()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|l| l["message"] == "request")
-                .unwrap();
-            assert_eq!(
-                line["span"]["apigw_request_id"],
-                gateway_id.as_str(),
-                "{line}"
-            );
-            let lambda_id = line["span"]["lambda_request_id"].as_str().unwrap();
-            assert!(uuid::Uuid::parse_str(lambda_id).is_ok(), "{line}");
-            assert_eq!(line["span"]["request_id"], "lambda-parity-1");
         }
     }
 }

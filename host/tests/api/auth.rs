@@ -1,0 +1,224 @@
+//! Sign-up, sign-in and bearer-token authentication: validation, uniform refusals, JWT edge
+//! cases, and the lock-out of users deleted while their token is still valid.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use serde_json::{Value, json};
+use shared::testing;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, spawn_app};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn sign(claims: Value, alg: Algorithm, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn register_validates_and_refuses_duplicates_case_insensitively() {
+    let app = spawn_app().await;
+    let register = |body: Value| app.send(Method::POST, "/v1/auth/register", None, Some(body));
+
+    let r = register(json!({"email": "Ann@Example.com", "password": "long enough"})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let keys: Vec<&str> = r
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["created_at", "email", "id", "updated_at"]);
+    assert_eq!(
+        r.body["id"]
+            .as_str()
+            .unwrap()
+            .parse::<Uuid>()
+            .unwrap()
+            .get_version_num(),
+        7
+    );
+
+    register(json!({"email": "ann@example.COM", "password": "long enough"}))
+        .await
+        .assert_problem(409);
+
+    let r = register(json!({"email": "not-an-email", "password": "short"})).await;
+    r.assert_problem(422);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "password"]);
+
+    // 73 bytes is refused, not truncated to 72.
+    let r = register(json!({"email": "bob@example.com", "password": "a".repeat(73)})).await;
+    r.assert_problem(422);
+    assert!(
+        r.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("72")
+    );
+
+    // Wrong shape, malformed JSON, wrong content type.
+    register(json!({"email": "bob@example.com"}))
+        .await
+        .assert_problem(422);
+    register(json!({"email": "bob@example.com", "password": "long enough", "admin": true}))
+        .await
+        .assert_problem(422);
+    let res = app
+        .http
+        .post(format!("{}/v1/auth/register", app.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    TestApp::reply(res).await.assert_problem(400);
+    let res = app
+        .http
+        .post(format!("{}/v1/auth/register", app.base))
+        .body("email=a")
+        .send()
+        .await
+        .unwrap();
+    TestApp::reply(res).await.assert_problem(415);
+}
+
+#[tokio::test]
+async fn token_issues_bearer_tokens_and_refuses_bad_credentials_alike() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let r = app.token(&user.email.to_uppercase(), &user.password).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["token_type"], "Bearer");
+    assert_eq!(r.body["expires_in"], 900);
+    assert!(r.body["access_token"].as_str().unwrap().split('.').count() == 3);
+
+    let wrong = app.token(&user.email, "wrong password").await;
+    wrong.assert_problem(401);
+    let unknown = app.token("nobody@example.com", &user.password).await;
+    unknown.assert_problem(401);
+    // Same answer whether or not the account exists.
+    assert_eq!(wrong.body["detail"], unknown.body["detail"]);
+    app.token(&user.email, &"a".repeat(100))
+        .await
+        .assert_problem(401);
+    app.send(
+        Method::POST,
+        "/v1/auth/token",
+        None,
+        Some(json!({"email": 1})),
+    )
+    .await
+    .assert_problem(422);
+}
+
+#[tokio::test]
+async fn jwt_edge_cases_are_all_401() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let secret = testing::TEST_JWT_SECRET;
+    let sub = user.id.to_string();
+    let t = now();
+    let none_header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let none_claims = B64.encode(json!({"sub": sub, "iat": t, "exp": t + 600}).to_string());
+    let mut tampered: Vec<String> = user.token.split('.').map(str::to_owned).collect();
+    tampered[1] = B64.encode(json!({"sub": Uuid::now_v7(), "iat": t, "exp": t + 600}).to_string());
+
+    let cases = [
+        ("alg none", format!("{none_header}.{none_claims}.")),
+        (
+            "HS512",
+            sign(
+                json!({"sub": sub, "iat": t, "exp": t + 600}),
+                Algorithm::HS512,
+                secret,
+            ),
+        ),
+        (
+            "expired",
+            sign(
+                json!({"sub": sub, "iat": t - 1000, "exp": t - 60}),
+                Algorithm::HS256,
+                secret,
+            ),
+        ),
+        (
+            "missing exp",
+            sign(json!({"sub": sub, "iat": t}), Algorithm::HS256, secret),
+        ),
+        (
+            "wrong key",
+            sign(
+                json!({"sub": sub, "iat": t, "exp": t + 600}),
+                Algorithm::HS256,
+                "a-completely-different-secret-value",
+            ),
+        ),
+        ("tampered", tampered.join(".")),
+        ("garbage", "not.a.jwt".to_owned()),
+    ];
+    // Control: a token we sign the same way is accepted, so the failures below are the edge cases.
+    let good = sign(
+        json!({"sub": sub, "iat": t, "exp": t + 600}),
+        Algorithm::HS256,
+        secret,
+    );
+    assert_eq!(app.get("/v1/users/me", &good).await.status, 200);
+    for (name, token) in &cases {
+        let r = app.get("/v1/users/me", token).await;
+        assert_eq!(r.status, 401, "{name}: {}", r.body);
+        r.assert_problem(401);
+        assert_eq!(r.headers["www-authenticate"], "Bearer");
+    }
+    // User deleted after the token was issued.
+    assert_eq!(app.delete("/v1/users/me", &user.token).await.status, 204);
+    app.get("/v1/items", &good).await.assert_problem(401);
+    // Non-Bearer schemes are refused too.
+    let res = app
+        .http
+        .get(format!("{}/v1/items", app.base))
+        .basic_auth("user", Some("pass"))
+        .send()
+        .await
+        .unwrap();
+    TestApp::reply(res).await.assert_problem(401);
+}
+
+#[tokio::test]
+async fn a_user_deleted_by_another_replica_is_locked_out_within_the_cache_ttl() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    assert_eq!(app.get("/v1/items", &user.token).await.status, 200);
+    // Another replica deletes the account: this process learns of it only from the database.
+    let id = user.id;
+    app.state
+        .db
+        .read("test.delete_elsewhere", |c| async move {
+            c.execute("DELETE FROM users WHERE id = $1", &[&id]).await
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(shared::auth::known_users::TTL + std::time::Duration::from_millis(100))
+        .await;
+    app.get("/v1/items", &user.token).await.assert_problem(401);
+}

@@ -1,0 +1,375 @@
+//! Typed configuration read from the environment, one settings type per component.
+//!
+//! The variable names are a contract shared with Compose, SAM, Helm and the operator
+//! (see `../shared/DESIGN.md`, "Configuration"); add a name here and in those files together.
+//!
+//! Each component reads only its own variables from an [`Env`], so a binary validates only
+//! what it uses: the API needs every part ([`Config`]), while the worker builds
+//! [`DatabaseSettings`] and a [`LogFormat`] and starts without `JWT_SECRET`.
+//!
+//! - [`database`]: `DATABASE_URL`, `DB_POOL_MAX`, `SLOW_QUERY_MS`.
+//! - [`rate_limit`]: `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_KEY_PREFIX`, `RATE_LIMIT_*`.
+//! - [`auth`]: `JWT_SECRET`, `JWT_TTL_SECONDS`, `BCRYPT_COST`.
+//! - [`http`]: `BIND_ADDR`, `BODY_LIMIT_BYTES`, `REQUEST_TIMEOUT_SECONDS`,
+//!   `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
+//! - here: `BASALT_DEV`, `LOG_FORMAT`.
+
+pub mod auth;
+pub mod database;
+pub mod http;
+pub mod rate_limit;
+
+pub use auth::{AuthSettings, MIN_JWT_SECRET_BYTES};
+pub use database::DatabaseSettings;
+pub use http::HttpSettings;
+pub use rate_limit::{Limit, RateLimitSettings, RateLimits};
+
+/// Why the process refused to start; the message names the variable to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required but not set{hint}")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("{name}={value:?} is not valid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "JWT_SECRET is {len} bytes; at least {MIN_JWT_SECRET_BYTES} are required \
+         (generate one with `openssl rand -base64 48`, or set BASALT_DEV=1 for local development only)"
+    )]
+    WeakJwtSecret { len: usize },
+}
+
+/// Log line format: JSON for anything a log pipeline reads, pretty for a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT`; by default JSON, except pretty for a host in development mode.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let default = match env.runtime {
+            Runtime::Host if env.dev_mode => Self::Pretty,
+            Runtime::Host | Runtime::Lambda => Self::Json,
+        };
+        match env.get("LOG_FORMAT").as_deref() {
+            None => Ok(default),
+            Some("json") => Ok(Self::Json),
+            Some("pretty") => Ok(Self::Pretty),
+            Some(other) => Err(invalid("LOG_FORMAT", other, "expected json or pretty")),
+        }
+    }
+}
+
+/// Where the process runs; decides defaults that differ between a long-lived host and Lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Host,
+    Lambda,
+}
+
+/// Reads one variable: `std::env::var` in processes, a map in tests.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// The environment a component reads its settings from: the process's, or a map in tests
+/// (so they need not mutate the process environment). Blank values count as unset.
+pub struct Env<'a> {
+    lookup: Lookup<'a>,
+    pub runtime: Runtime,
+    /// `BASALT_DEV=1`: local development; allows a short JWT secret. Never set in deployments.
+    pub dev_mode: bool,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("runtime", &self.runtime)
+            .field("dev_mode", &self.dev_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Env<'static> {
+    /// The process environment.
+    pub fn from_process(runtime: Runtime) -> Result<Self, ConfigError> {
+        Env::from_lookup(runtime, |name| std::env::var(name).ok())
+    }
+}
+
+impl<'a> Env<'a> {
+    /// An environment read through `lookup`; reads `BASALT_DEV` at once.
+    pub fn from_lookup(
+        runtime: Runtime,
+        lookup: impl Fn(&str) -> Option<String> + 'a,
+    ) -> Result<Self, ConfigError> {
+        let mut env = Self {
+            lookup: Box::new(lookup),
+            runtime,
+            dev_mode: false,
+        };
+        env.dev_mode = match env.get("BASALT_DEV").as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => return Err(invalid("BASALT_DEV", other, "expected 1/true or 0/false")),
+        };
+        Ok(env)
+    }
+
+    /// The value of `name`, or `None` when unset or blank.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The value of `name`, or an error naming it with `hint` (how to get a value).
+    pub fn require(&self, name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing { name, hint })
+    }
+
+    /// `name` parsed as a `T`, or `default` when unset.
+    pub fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| invalid(name, &raw, &e.to_string())),
+        }
+    }
+
+    /// Like [`Env::parse_or`] for counts and durations where 0 cannot work (a zero timeout
+    /// fails every request, a zero pool serves none).
+    pub fn positive_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + Default + PartialEq + std::fmt::Display,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.parse_or(name, default)?;
+        if value == T::default() {
+            return Err(invalid(name, &value.to_string(), "must be at least 1"));
+        }
+        Ok(value)
+    }
+}
+
+/// Everything the API needs to know about its environment, by component. A component takes
+/// only its part (`Db::new(&config.database)`, `RateLimiter::new(&config.rate_limit)`, …).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseSettings,
+    pub rate_limit: RateLimitSettings,
+    pub auth: AuthSettings,
+    pub http: HttpSettings,
+    pub log_format: LogFormat,
+    /// `BASALT_DEV=1` (see [`Env::dev_mode`]).
+    pub dev_mode: bool,
+}
+
+impl Config {
+    /// Reads every component from the process environment.
+    pub fn from_env(runtime: Runtime) -> Result<Self, ConfigError> {
+        Self::read(&Env::from_process(runtime)?)
+    }
+
+    /// Reads every component through `lookup`, so tests can pass a map instead of mutating
+    /// the process environment.
+    pub fn from_lookup(
+        runtime: Runtime,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::read(&Env::from_lookup(runtime, lookup)?)
+    }
+
+    /// Reads every component from `env`.
+    pub fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database: DatabaseSettings::from_env(env)?,
+            auth: AuthSettings::from_env(env)?,
+            log_format: LogFormat::from_env(env)?,
+            rate_limit: RateLimitSettings::from_env(env)?,
+            http: HttpSettings::from_env(env)?,
+            dev_mode: env.dev_mode,
+        })
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, time::Duration};
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(Runtime::Host, lookup(pairs))
+    }
+
+    const URL: (&str, &str) = ("DATABASE_URL", "postgres://u:hunter2@localhost/db");
+    const SECRET: (&str, &str) = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
+
+    #[test]
+    fn defaults_match_the_design_contract() {
+        let c = config(&[URL, SECRET]).unwrap();
+        assert_eq!(c.database.slow_query, Duration::from_millis(500));
+        assert_eq!(c.database.pool_max, 16);
+        assert_eq!(c.auth.jwt_ttl, Duration::from_secs(900));
+        assert_eq!(c.auth.bcrypt_cost, 12);
+        assert_eq!(c.http.bind_addr.to_string(), "0.0.0.0:8001");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.http.body_limit_bytes, 1 << 20);
+        assert_eq!(c.http.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.rate_limit.redis_timeout, Duration::from_millis(20));
+        let lambda = Config::from_lookup(Runtime::Lambda, lookup(&[URL, SECRET])).unwrap();
+        assert_eq!(lambda.database.pool_max, 2);
+    }
+
+    #[test]
+    fn short_jwt_secret_refuses_to_start_outside_dev_mode() {
+        let err = config(&[URL, ("JWT_SECRET", "short")]).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::WeakJwtSecret { len: 5 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("BASALT_DEV"));
+        let c = config(&[URL, ("JWT_SECRET", "short"), ("BASALT_DEV", "1")]).unwrap();
+        assert!(c.dev_mode);
+        assert_eq!(c.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn missing_and_malformed_values_name_the_variable() {
+        let err = config(&[SECRET]).unwrap_err().to_string();
+        assert!(err.starts_with("DATABASE_URL is required"), "{err}");
+        let err = config(&[URL]).unwrap_err().to_string();
+        assert!(err.starts_with("JWT_SECRET is required"), "{err}");
+        let err = config(&[URL, SECRET, ("DB_POOL_MAX", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DB_POOL_MAX=\"lots\""), "{err}");
+        let err = config(&[URL, SECRET, ("BCRYPT_COST", "3")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused_naming_the_variable() {
+        for (name, value) in [
+            ("DB_POOL_MAX", "0"),
+            ("REQUEST_TIMEOUT_SECONDS", "0"),
+            ("REDIS_TIMEOUT_MS", "0"),
+            ("BODY_LIMIT_BYTES", "0"),
+            ("JWT_TTL_SECONDS", "0"),
+            // Would overflow the token's `exp` (seconds since 1970) or any date type.
+            ("JWT_TTL_SECONDS", "18446744073709551615"),
+            ("JWT_TTL_SECONDS", "31536001"),
+        ] {
+            let err = config(&[URL, SECRET, (name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{name}=")),
+                "{name}={value}: {err}"
+            );
+        }
+        let c = config(&[URL, SECRET, ("JWT_TTL_SECONDS", "31536000")]).unwrap();
+        assert_eq!(c.auth.jwt_ttl, Duration::from_secs(31_536_000));
+    }
+
+    #[test]
+    fn a_component_reads_only_its_own_variables() {
+        // What the worker builds: no JWT_SECRET, no HTTP settings needed.
+        let env = Env::from_lookup(Runtime::Host, lookup(&[URL])).unwrap();
+        let db = DatabaseSettings::from_env(&env).unwrap();
+        assert_eq!(db.url(), URL.1);
+        assert_eq!(LogFormat::from_env(&env).unwrap(), LogFormat::Json);
+        // What the bare benchmark builds: a limiter, without a database or a JWT secret.
+        let env = Env::from_lookup(Runtime::Host, lookup(&[])).unwrap();
+        let limits = RateLimitSettings::from_env(&env).unwrap();
+        assert!(limits.redis_url.is_none());
+        assert!(AuthSettings::from_env(&env).is_err());
+    }
+
+    #[test]
+    fn rate_limits_cors_and_proxies_parse_with_clear_errors() {
+        let c = config(&[URL, SECRET]).unwrap();
+        let limits = &c.rate_limit.limits;
+        assert_eq!(limits.for_endpoint("GET /v1/items").requests, 300);
+        assert_eq!(limits.for_endpoint("POST /v1/auth/token").requests, 10);
+        assert_eq!(c.http.cors_allowed_origins, ["http://localhost:5173"]);
+        assert!(c.rate_limit.redis_url.is_none());
+        let c = config(&[
+            URL,
+            SECRET,
+            ("RATE_LIMIT_DEFAULT", "50/10s"),
+            (
+                "RATE_LIMIT_OVERRIDES",
+                "get /v1/items=7/1, POST /v1/auth/token=3/60",
+            ),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://app.example.com, http://localhost:3000/",
+            ),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
+        ])
+        .unwrap();
+        let limits = &c.rate_limit.limits;
+        let items = limits.for_endpoint("GET /v1/items");
+        assert_eq!((items.requests, items.window), (7, Duration::from_secs(1)));
+        assert_eq!(limits.for_endpoint("POST /v1/auth/token").requests, 3);
+        assert_eq!(limits.for_endpoint("POST /v1/items").requests, 50);
+        assert_eq!(
+            c.http.cors_allowed_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(c.http.trusted_proxies.len(), 2);
+        for (name, value) in [
+            ("RATE_LIMIT_DEFAULT", "lots"),
+            ("RATE_LIMIT_AUTH", "0/60"),
+            ("RATE_LIMIT_OVERRIDES", "/v1/items=1/1"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "localhost:5173"),
+            ("CORS_ALLOWED_ORIGINS", "https://app.example.com/path"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+        ] {
+            let err = config(&[URL, SECRET, (name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = config(&[URL, SECRET, ("REDIS_URL", "redis://:s3cret@cache:6379")]).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains(SECRET.1), "{debug}");
+    }
+}

@@ -1,0 +1,135 @@
+//! Rate limiting: `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_KEY_PREFIX`, `RATE_LIMIT_DEFAULT`,
+//! `RATE_LIMIT_AUTH`, `RATE_LIMIT_OVERRIDES`.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::{ConfigError, Env, invalid};
+
+/// What `RateLimiter` needs: where Redis is (if anywhere), how long to wait for it, and the
+/// budgets.
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// Unset: rate limiting runs in memory only (per process). May carry a password.
+    pub redis_url: Option<SecretString>,
+    /// How long a rate-limit decision may wait for Redis before the in-memory limiter decides
+    /// instead: a slow Redis must not become a slow API.
+    pub redis_timeout: Duration,
+    /// Prefix of every Redis key, so several installations (or tests) can share one Redis.
+    pub redis_key_prefix: String,
+    pub limits: RateLimits,
+}
+
+impl RateLimitSettings {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            redis_url: env.get("REDIS_URL").map(SecretString::from),
+            redis_timeout: Duration::from_millis(env.positive_or("REDIS_TIMEOUT_MS", 20u64)?),
+            redis_key_prefix: env
+                .get("REDIS_KEY_PREFIX")
+                .unwrap_or_else(|| "basalt".into()),
+            limits: RateLimits {
+                default: env.parse_or(
+                    "RATE_LIMIT_DEFAULT",
+                    Limit {
+                        requests: 300,
+                        window: Duration::from_secs(60),
+                    },
+                )?,
+                auth: env.parse_or(
+                    "RATE_LIMIT_AUTH",
+                    Limit {
+                        requests: 10,
+                        window: Duration::from_secs(60),
+                    },
+                )?,
+                overrides: overrides(env.get("RATE_LIMIT_OVERRIDES").as_deref())?,
+            },
+        })
+    }
+}
+
+/// A request budget: at most `requests` in any sliding window of `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+impl std::str::FromStr for Limit {
+    type Err = String;
+
+    /// `N/SECONDS`, e.g. `120/60` (an optional `s` suffix is accepted: `120/60s`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (n, secs) = s
+            .trim()
+            .split_once('/')
+            .ok_or("expected REQUESTS/SECONDS, e.g. 120/60")?;
+        let requests: u32 = n.trim().parse().map_err(|e| format!("requests: {e}"))?;
+        let secs: u64 = secs
+            .trim()
+            .trim_end_matches('s')
+            .parse()
+            .map_err(|e| format!("seconds: {e}"))?;
+        if requests == 0 || secs == 0 {
+            return Err("both numbers must be at least 1".into());
+        }
+        Ok(Self {
+            requests,
+            window: Duration::from_secs(secs),
+        })
+    }
+}
+
+/// Per-endpoint budgets: an override for `METHOD /route/template`, else the stricter auth
+/// budget for sign-in and registration (brute force), else the default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    pub default: Limit,
+    pub auth: Limit,
+    pub overrides: Vec<(String, Limit)>,
+}
+
+/// The routes that get the auth budget unless overridden.
+pub const AUTH_LIMITED_ROUTES: &[&str] = &["POST /v1/auth/token", "POST /v1/auth/register"];
+
+impl RateLimits {
+    /// The budget for an endpoint named `METHOD /route/template`.
+    pub fn for_endpoint(&self, endpoint: &str) -> Limit {
+        if let Some((_, limit)) = self.overrides.iter().find(|(e, _)| e == endpoint) {
+            *limit
+        } else if AUTH_LIMITED_ROUTES.contains(&endpoint) {
+            self.auth
+        } else {
+            self.default
+        }
+    }
+}
+
+/// `METHOD /route=N/SECONDS,...`, e.g. `GET /v1/items=600/60,POST /v1/items=60/60`.
+fn overrides(raw: Option<&str>) -> Result<Vec<(String, Limit)>, ConfigError> {
+    const NAME: &str = "RATE_LIMIT_OVERRIDES";
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| {
+            let (endpoint, limit) = entry
+                .rsplit_once('=')
+                .ok_or_else(|| invalid(NAME, entry, "expected METHOD /route=REQUESTS/SECONDS"))?;
+            let endpoint = endpoint.split_whitespace().collect::<Vec<_>>();
+            let [method, route] = endpoint[..] else {
+                return Err(invalid(NAME, entry, "expected METHOD /route before '='"));
+            };
+            if !route.starts_with('/') {
+                return Err(invalid(NAME, entry, "the route must start with /"));
+            }
+            let limit = limit
+                .parse()
+                .map_err(|e: String| invalid(NAME, entry, &e))?;
+            Ok((format!("{} {route}", method.to_ascii_uppercase()), limit))
+        })
+        .collect()
+}

@@ -1,0 +1,221 @@
+//! The rate-limiting layer: who is asking and which endpoint they call, counted by
+//! [`RateLimiter`], answered with `RateLimit-*` headers and, over budget, a 429.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use ipnet::IpNet;
+
+use super::auth::credential;
+use crate::{
+    auth::{Credential, VerifiedSubject, api_key::VerifiedKeys, jwt::JwtKeys},
+    error::ApiError,
+    http::client_ip::client_ip,
+    rate_limit::{Decision, RateLimiter},
+    state::AppState,
+};
+
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// What tells callers apart without the database: the JWT keys, the API keys that
+/// authenticated in this process, and the proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Copy)]
+pub struct Callers<'a> {
+    pub jwt: &'a JwtKeys,
+    pub verified_keys: &'a VerifiedKeys,
+    pub trusted_proxies: &'a [IpNet],
+}
+
+/// The rate-limiting middleware. CORS preflights are answered further out and never reach it.
+pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let callers = Callers {
+        jwt: &state.auth.jwt,
+        verified_keys: &state.auth.verified_keys,
+        trusted_proxies: &state.config.http.trusted_proxies,
+    };
+    limit_request(&state.limiter, callers, req, next).await
+}
+
+/// [`limit`] with only what it needs.
+pub async fn limit_request(
+    limiter: &RateLimiter,
+    callers: Callers<'_>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let endpoint = endpoint(&req);
+    let principal = principal(&mut req, callers);
+    let budget = limiter.limit_for(&endpoint);
+    let decision = limiter
+        .check(&format!("{principal}|{endpoint}"), budget)
+        .await;
+    let mut response = if decision.allowed {
+        next.run(req).await
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "rate limit of {} requests per {} s exceeded for this endpoint; retry after the Retry-After seconds",
+                budget.requests,
+                budget.window.as_secs()
+            ),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(ceil_secs(decision.reset).max(1)),
+        );
+        r
+    };
+    set_headers(response.headers_mut(), &decision);
+    response
+}
+
+/// Who is asking, for rate limiting: never a secret, and decided without the database.
+///
+/// The subject of a JWT whose signature and expiry check out; else the public prefix of an API
+/// key that has authenticated in this process before ([`VerifiedKeys`]); else the client's IP
+/// address. The verified subject is handed on to the auth layer so the signature is checked
+/// once.
+fn principal(req: &mut Request, callers: Callers<'_>) -> String {
+    match credential(req.headers()) {
+        Ok(Credential::Jwt(token)) => {
+            if let Ok(user_id) = callers.jwt.verify(token) {
+                req.extensions_mut().insert(VerifiedSubject(user_id));
+                return format!("user:{user_id}");
+            }
+        }
+        Ok(Credential::ApiKey(key)) => {
+            if let Some(prefix) = callers.verified_keys.verified_prefix(key) {
+                return format!("key:{prefix}");
+            }
+        }
+        Err(_) => {}
+    }
+    match client_ip(req, callers.trusted_proxies) {
+        Some(ip) => format!("ip:{ip}"),
+        None => "ip:unknown".to_owned(),
+    }
+}
+
+/// The endpoint a request counts against: method and route template, so `/v1/items/{id}` is
+/// one endpoint whatever the id.
+fn endpoint(req: &Request) -> String {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(unmatched)", MatchedPath::as_str);
+    format!("{} {route}", req.method())
+}
+
+/// Whole seconds, rounded up, as the headers want them (a 0.2 s wait is "1", not "0").
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_micros().div_ceil(1_000_000) as u64
+}
+
+fn set_headers(headers: &mut HeaderMap, d: &Decision) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(d.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(ceil_secs(d.reset)));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::SocketAddr, sync::Arc};
+
+    use axum::{
+        Router,
+        body::Body,
+        extract::ConnectInfo,
+        middleware::{self, Next},
+        routing::get,
+    };
+    use secrecy::SecretString;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::{Limit, RateLimitSettings, RateLimits};
+
+    #[test]
+    fn reset_is_rounded_up_to_whole_seconds() {
+        assert_eq!(ceil_secs(Duration::from_millis(200)), 1);
+        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
+        assert_eq!(ceil_secs(Duration::from_millis(2001)), 3);
+        assert_eq!(ceil_secs(Duration::ZERO), 0);
+    }
+
+    /// The layer alone, on the in-memory limiter: no database, no `AppState`.
+    #[tokio::test]
+    async fn the_layer_counts_per_principal_and_endpoint_without_a_database() {
+        let budget = Limit {
+            requests: 2,
+            window: Duration::from_secs(60),
+        };
+        let settings = RateLimitSettings {
+            redis_url: None,
+            redis_timeout: Duration::from_millis(20),
+            redis_key_prefix: "unit".into(),
+            limits: RateLimits {
+                default: budget,
+                auth: budget,
+                overrides: Vec::new(),
+            },
+        };
+        let secret = SecretString::from("0123456789abcdef0123456789abcdef");
+        let parts = Arc::new((
+            RateLimiter::new(&settings).unwrap(),
+            JwtKeys::new(&secret, Duration::from_secs(60)).unwrap(),
+            VerifiedKeys::default(),
+        ));
+        let token = parts.1.issue(uuid::Uuid::now_v7()).unwrap();
+        let layer = middleware::from_fn(move |req: Request, next: Next| {
+            let parts = parts.clone();
+            async move {
+                let callers = Callers {
+                    jwt: &parts.1,
+                    verified_keys: &parts.2,
+                    trusted_proxies: &[],
+                };
+                limit_request(&parts.0, callers, req, next).await
+            }
+        });
+        let app = Router::new()
+            .route("/a", get(|| async { "a" }))
+            .route("/b", get(|| async { "b" }))
+            .layer(layer);
+        let send = |path: &str, peer: &str, bearer: Option<&str>| {
+            let mut req = http::Request::get(path);
+            if let Some(token) = bearer {
+                req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let mut req = req.body(Body::empty()).unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+            let app = app.clone();
+            async move { app.oneshot(req).await.unwrap() }
+        };
+        let anonymous = "198.51.100.7:4000";
+        for remaining in ["1", "0"] {
+            let res = send("/a", anonymous, None).await;
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()[RATELIMIT_REMAINING], remaining);
+        }
+        let res = send("/a", anonymous, None).await;
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "60");
+        // Another endpoint, another client address, a signed-in user: budgets of their own.
+        assert_eq!(send("/b", anonymous, None).await.status(), 200);
+        assert_eq!(send("/a", "198.51.100.8:4000", None).await.status(), 200);
+        assert_eq!(send("/a", anonymous, Some(&token)).await.status(), 200);
+        // A forged token is not a principal: it counts against the (spent) address.
+        let res = send("/a", anonymous, Some("not.a.token")).await;
+        assert_eq!(res.status(), 429);
+    }
+}

@@ -1,0 +1,164 @@
+//! Sliding-window rate limiting: Redis when it answers, the same algorithm in memory when not.
+//!
+//! The window is a log of admission times per (principal, endpoint): a request is admitted when
+//! fewer than `limit` requests were admitted in the last `window`. [`redis_store`] keeps the log as a
+//! sorted set changed by one atomic Lua script; [`memory_store`] is its in-process twin. One key per
+//! limiter, so the layout works on Redis Cluster.
+//!
+//! When Redis fails or exceeds `REDIS_TIMEOUT_MS`, the in-memory log decides (never fail open,
+//! never a 5xx), a warning is logged once per outage, and Redis is tried again after a short
+//! pause; the first success ends the outage. Budgets are per process during an outage.
+//!
+//! This module decides; who is asking and which endpoint is called are the HTTP layer's
+//! business (`http::middleware::rate_limit`).
+
+mod memory_store;
+mod redis_store;
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use secrecy::ExposeSecret;
+
+use self::{memory_store::MemoryStore, redis_store::RedisStore};
+use crate::config::{Limit, RateLimitSettings, RateLimits};
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Until the oldest counted request leaves the window (when budget frees up).
+    pub reset: Duration,
+}
+
+/// Which store made the last decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Redis,
+    /// Redis configured but failing: deciding in memory until it answers again.
+    MemoryFallback,
+    /// No `REDIS_URL`.
+    MemoryOnly,
+}
+
+/// Shared by every request of a process.
+pub struct RateLimiter {
+    redis: Option<RedisStore>,
+    memory: MemoryStore,
+    key_prefix: String,
+    /// Budgets per endpoint (`RATE_LIMIT_*`).
+    limits: RateLimits,
+    /// Decisions taken in memory while Redis was configured: the outage metric.
+    fallback_decisions: AtomicU64,
+    outages: AtomicU64,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// Builds the limiter without connecting: the connection manager connects on first use
+    /// and reconnects by itself after failures.
+    pub fn new(settings: &RateLimitSettings) -> Result<Self, redis::RedisError> {
+        let redis = match &settings.redis_url {
+            None => None,
+            Some(url) => Some(RedisStore::new(
+                url.expose_secret(),
+                settings.redis_timeout,
+            )?),
+        };
+        Ok(Self {
+            redis,
+            memory: MemoryStore::default(),
+            key_prefix: settings.redis_key_prefix.clone(),
+            limits: settings.limits.clone(),
+            fallback_decisions: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
+        })
+    }
+
+    /// The budget of an endpoint named `METHOD /route/template`.
+    pub fn limit_for(&self, endpoint: &str) -> Limit {
+        self.limits.for_endpoint(endpoint)
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &self.redis {
+            None => Backend::MemoryOnly,
+            Some(r) if r.is_down() => Backend::MemoryFallback,
+            Some(_) => Backend::Redis,
+        }
+    }
+
+    /// Decisions made in memory because Redis was unavailable, since start.
+    pub fn fallback_decisions(&self) -> u64 {
+        self.fallback_decisions.load(Ordering::Relaxed)
+    }
+
+    /// Redis outages seen since start.
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Relaxed)
+    }
+
+    /// Whether Redis answers a PING within the timeout; `None` when no Redis is configured.
+    pub async fn ping(&self) -> Option<Result<(), String>> {
+        let redis = self.redis.as_ref()?;
+        let mut conn = redis.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        Some(
+            match tokio::time::timeout(redis.timeout.max(Duration::from_millis(250)), ping).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".into()),
+            },
+        )
+    }
+
+    /// The Redis key of a limiter; the braces make it one hash slot on Redis Cluster.
+    pub fn redis_key(&self, limiter: &str) -> String {
+        format!("{}:rl:{{{limiter}}}", self.key_prefix)
+    }
+
+    /// Counts one request against `limiter` (e.g. `user:<id>|GET /v1/items`).
+    pub async fn check(&self, limiter: &str, limit: Limit) -> Decision {
+        if let Some(redis) = &self.redis {
+            if redis.should_try() {
+                match redis.check(&self.redis_key(limiter), limit).await {
+                    Ok(decision) => {
+                        redis.recovered();
+                        return decision;
+                    }
+                    Err(reason) => {
+                        if redis.failed() {
+                            self.outages.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                error = %reason,
+                                "Redis unavailable: rate limiting in memory until it answers again"
+                            );
+                        }
+                    }
+                }
+            }
+            self.fallback_decisions.fetch_add(1, Ordering::Relaxed);
+        }
+        self.memory.check(limiter, limit, Instant::now())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the data inconsistent (plain values).
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
