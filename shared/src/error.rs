@@ -1,10 +1,10 @@
 //! The one HTTP error type, rendered as RFC 9457 `application/problem+json`.
 //!
 //! Handlers and extractors return [`ApiError`]. Its response carries a [`Problem`] in the
-//! response extensions and no body; `http::problem_details`, a layer of the shared chain, adds
-//! the request id and serialises it. That layer also turns every bare error response from
-//! elsewhere (axum's 405, tower-http's 408/413, a caught panic) into the same format, so it is
-//! the only code in the workspace that writes problem+json.
+//! response extensions and no body; `http::middleware::problem`, a layer of the shared chain,
+//! adds the request id and serialises it. That layer also turns every bare error response
+//! from elsewhere (axum's 405, tower-http's 408/413, a caught panic) into the same format, so
+//! it is the only code in the workspace that writes problem+json.
 
 use std::borrow::Cow;
 
