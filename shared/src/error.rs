@@ -88,6 +88,8 @@ pub struct ApiError {
     detail: Option<String>,
     errors: Vec<FieldError>,
     source: Option<anyhow::Error>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -97,7 +99,19 @@ impl ApiError {
             detail: Some(detail.into()),
             errors: Vec::new(),
             source: None,
+            retry_after: None,
         }
+    }
+
+    /// 429 with `Retry-After: retry_after_secs` (at least 1).
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, detail).with_retry_after(retry_after_secs)
+    }
+
+    /// Adds a `Retry-After` header of `secs` (at least 1) to the response.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -127,6 +141,7 @@ impl ApiError {
             detail: Some("the request has invalid fields".into()),
             errors,
             source: None,
+            retry_after: None,
         }
     }
 
@@ -137,6 +152,7 @@ impl ApiError {
             detail: None,
             errors: Vec::new(),
             source: Some(source.into()),
+            retry_after: None,
         }
     }
 
@@ -147,6 +163,7 @@ impl ApiError {
             detail: None,
             errors: Vec::new(),
             source: Some(source.into()),
+            retry_after: None,
         }
     }
 
@@ -186,6 +203,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response.extensions_mut().insert(problem);
         response

@@ -123,9 +123,13 @@ async fn revoke(
     principal: Principal,
     Path(KeyId { id }): Path<KeyId>,
 ) -> Result<NoContent, ApiError> {
-    if api_keys::delete(&state.db, principal.user_id, id).await? {
-        Ok(NoContent)
-    } else {
-        Err(ApiError::not_found("API key"))
+    match api_keys::delete(&state.db, principal.user_id, id).await? {
+        Some(prefix) => {
+            // The key stops counting against its owner's rate-limit budget here at once
+            // (other replicas within `VERIFIED_KEY_TTL`); auth refuses it everywhere at once.
+            state.auth.verified_keys.forget(&prefix);
+            Ok(NoContent)
+        }
+        None => Err(ApiError::not_found("API key")),
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Routes (both public — on `shared::http::PUBLIC_ROUTES`):
 //! - `POST /v1/auth/register` — create an account; 201 with the user, 409 if the email is taken.
-//! - `POST /v1/auth/token` — exchange email and password for an access token.
+//! - `POST /v1/auth/token` — exchange email and password for an access token. Besides the
+//!   chain's per-address budget, attempts count against the account (`RATE_LIMIT_ACCOUNT`).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -84,6 +85,23 @@ async fn token(
     // Over-long passwords can never match a stored hash; refuse them before bcrypt sees them.
     if body.password.len() > password::MAX_PASSWORD_BYTES {
         return Err(denied());
+    }
+    // Per account, whoever asks: address-based budgets alone do not stop a botnet spraying
+    // one account. Counted before bcrypt runs, so refused guesses cost no hashing either.
+    let account = email::normalize("email", &body.email)
+        .unwrap_or_else(|_| body.email.trim().to_owned())
+        .to_lowercase();
+    let (decision, limit) = state.limiter.check_sign_in(&account).await;
+    if !decision.allowed {
+        return Err(ApiError::too_many_requests(
+            format!(
+                "too many sign-in attempts for this account (at most {} per {} s); retry after \
+                 the Retry-After seconds",
+                limit.requests,
+                limit.window.as_secs()
+            ),
+            decision.reset_secs(),
+        ));
     }
     let user = users::find_by_email(&state.db, body.email.trim()).await?;
     let (user_id, hash) = match user {

@@ -108,20 +108,33 @@ async fn budgets_are_independent_per_user_and_per_endpoint() {
     app.get(&format!("/v1/items/{}", Uuid::now_v7()), &alice.token)
         .await
         .assert_problem(429);
-    // An API key is its own principal (its public prefix) once it has authenticated here; its
-    // first request counts against the client's IP like any unproven credential.
+    // An API key counts against its user's budget once it has authenticated here: many keys
+    // of one user do not multiply the user's budget. Its first request counts against the
+    // client's IP like any unproven credential.
     let created = app
         .post("/v1/api-keys", &alice.token, json!({"name": "k"}))
         .await;
     let key = created.body["key"].as_str().unwrap().to_owned();
     let prefix = created.body["prefix"].as_str().unwrap().to_owned();
+    let key_id = created.body["id"].as_str().unwrap().to_owned();
     let redis_prefix = &app.state.config.rate_limit.redis_key_prefix;
-    assert_eq!(app.get("/v1/items", &key).await.status, 200);
+    let r = app.get("/v1/items", &key).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "ratelimit-remaining"), "2", "the IP's budget");
     let keys = redis_keys(&testing::redis_url(), redis_prefix).await;
     assert!(
         keys.iter()
             .any(|k| k.contains("ip:127.0.0.1|GET /v1/items")),
         "{keys:?}"
+    );
+    // Now verified: Alice's own budget for this endpoint, which her JWT already spent.
+    app.get("/v1/items", &key).await.assert_problem(429);
+    assert!(
+        !redis_keys(&testing::redis_url(), redis_prefix)
+            .await
+            .iter()
+            .any(|k| k.contains(&format!("key:{prefix}"))),
+        "no budget of the key's own"
     );
     // The prefix is public (key lists show it): the same prefix with another secret proves
     // nothing, so it spends the IP's budget (now 1 of 3 left), not the key owner's.
@@ -129,16 +142,17 @@ async fn budgets_are_independent_per_user_and_per_endpoint() {
     let r = app.get("/v1/items", &forged).await;
     r.assert_problem(401);
     assert_eq!(header(&r, "ratelimit-remaining"), "1");
-    for _ in 0..3 {
-        assert_eq!(app.get("/v1/items", &key).await.status, 200);
-    }
-    app.get("/v1/items", &key).await.assert_problem(429);
-    let keys = redis_keys(&testing::redis_url(), redis_prefix).await;
-    assert!(
-        keys.iter()
-            .any(|k| k.contains(&format!("key:{prefix}|GET /v1/items"))),
-        "{keys:?}"
+    // A revoked key is forgotten by the limiter at once: its next request counts against the
+    // IP again (and is refused by auth), not against Alice's spent budget.
+    assert_eq!(
+        app.delete(&format!("/v1/api-keys/{key_id}"), &alice.token)
+            .await
+            .status,
+        204
     );
+    let r = app.get("/v1/items", &key).await;
+    r.assert_problem(401);
+    assert_eq!(header(&r, "ratelimit-remaining"), "0");
 }
 
 #[tokio::test]
@@ -313,4 +327,154 @@ async fn redis_outage_falls_back_to_memory_and_redis_is_used_again_when_back() {
     }
     assert!(back, "Redis was not used again after it came back");
     assert_eq!(app.state.limiter.outages(), 1);
+}
+
+/// Sign-in and registration are public: the limiter ignores credentials presented there, so
+/// one account's token (or each account it registers) buys no fresh sign-in budget.
+#[tokio::test]
+async fn credentials_do_not_buy_public_routes_a_fresh_budget() {
+    let app = spawn_app_with(with_redis(100)).await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let attempt = |token: Option<String>| {
+        let app = &app;
+        async move {
+            app.send(
+                Method::POST,
+                "/v1/auth/token",
+                token.as_deref(),
+                Some(json!({"email": "victim@example.com", "password": "guess-1234"})),
+            )
+            .await
+        }
+    };
+    // `user()` signed both in once: 1 of the IP's 3 sign-in attempts is left.
+    attempt(Some(alice.token.clone())).await.assert_problem(401);
+    attempt(Some(bob.token.clone())).await.assert_problem(429);
+    attempt(None).await.assert_problem(429);
+    let keys = redis_keys(
+        &testing::redis_url(),
+        &app.state.config.rate_limit.redis_key_prefix,
+    )
+    .await;
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("|POST /v1/auth/token") && k.contains("user:")),
+        "{keys:?}"
+    );
+}
+
+/// The client address as a trusted proxy reports it.
+async fn from(
+    app: &crate::helpers::TestApp,
+    ip: &str,
+    method: Method,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> crate::helpers::Reply {
+    let mut req = app
+        .http
+        .request(method, format!("{}{path}", app.base))
+        .header("x-forwarded-for", ip);
+    if let Some(token) = auth {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    crate::helpers::TestApp::reply(req.send().await.unwrap()).await
+}
+
+fn behind_proxy(c: shared::config::Config) -> shared::config::Config {
+    let mut c = with_redis(3)(c);
+    c.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    c
+}
+
+#[tokio::test]
+async fn sign_in_has_a_budget_per_account_whatever_the_address() {
+    let app = spawn_app_with(|c| {
+        let mut c = behind_proxy(c);
+        c.rate_limit.limits.account = "2/600".parse().unwrap();
+        c
+    })
+    .await;
+    let guess = |ip: &'static str, email: &'static str| {
+        let app = &app;
+        async move {
+            from(
+                app,
+                ip,
+                Method::POST,
+                "/v1/auth/token",
+                None,
+                Some(json!({"email": email, "password": "guess-1234"})),
+            )
+            .await
+        }
+    };
+    // A botnet: every guess from another address, each well within its address's budget.
+    guess("198.51.100.1", "victim@example.com")
+        .await
+        .assert_problem(401);
+    guess("198.51.100.2", "Victim@Example.com")
+        .await
+        .assert_problem(401);
+    let r = guess("198.51.100.3", " VICTIM@example.com ").await;
+    r.assert_problem(429);
+    let retry: u64 = header(&r, "retry-after").parse().unwrap();
+    assert!((1..=600).contains(&retry), "{retry}");
+    // Another account is not affected, from the same addresses.
+    guess("198.51.100.3", "other@example.com")
+        .await
+        .assert_problem(401);
+}
+
+#[tokio::test]
+async fn ipv6_clients_count_per_64_and_methods_cannot_mint_keys() {
+    let app = spawn_app_with(behind_proxy).await;
+    let anonymous = |ip: &'static str| {
+        let app = &app;
+        async move { from(app, ip, Method::GET, "/v1/items", None, None).await }
+    };
+    // Three addresses of one /64 share its budget of 3; another /64 has its own.
+    anonymous("2001:db8:1:2::1").await.assert_problem(401);
+    anonymous("2001:db8:1:2::2").await.assert_problem(401);
+    anonymous("2001:db8:1:2:ffff::3").await.assert_problem(401);
+    anonymous("2001:db8:1:2::4").await.assert_problem(429);
+    anonymous("2001:db8:1:3::1").await.assert_problem(401);
+    // IPv4-mapped is the IPv4 client.
+    anonymous("198.51.100.9").await.assert_problem(401);
+    anonymous("::ffff:198.51.100.9").await.assert_problem(401);
+    anonymous("198.51.100.9").await.assert_problem(401);
+    anonymous("::ffff:198.51.100.9").await.assert_problem(429);
+    // HEAD counts as GET.
+    let user = app.user().await;
+    for _ in 0..2 {
+        let r = app
+            .send(Method::HEAD, "/v1/items", Some(&user.token), None)
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(app.get("/v1/items", &user.token).await.status, 200);
+    app.get("/v1/items", &user.token).await.assert_problem(429);
+    // Made-up method tokens share one endpoint name: no key per token.
+    for method in ["FOO", "BAR", "BAZ", "QUUX"] {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        from(&app, "192.0.2.77", method, "/v1/items", None, None).await;
+    }
+    let keys = redis_keys(
+        &testing::redis_url(),
+        &app.state.config.rate_limit.redis_key_prefix,
+    )
+    .await;
+    let from_77: Vec<_> = keys
+        .iter()
+        .filter(|k| k.contains("ip:192.0.2.77|"))
+        .collect();
+    assert_eq!(from_77.len(), 1, "{from_77:?}");
+    assert!(from_77[0].contains("|OTHER "), "{from_77:?}");
+    assert!(keys.iter().all(|k| !k.contains("|HEAD ")), "{keys:?}");
 }

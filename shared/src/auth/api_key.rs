@@ -1,15 +1,20 @@
 //! API keys: `bsk_<prefix>_<secret>`.
 //!
-//! The prefix is public (shown in lists, used as the rate-limit principal once its key has
-//! authenticated, see [`VerifiedKeys`]) and indexes the row; only the SHA-256 of the whole
+//! The prefix is public (shown in lists) and indexes the row; a key that has authenticated
+//! counts against its owner's rate-limit budget (see [`VerifiedKeys`]); only the SHA-256 of the whole
 //! key is stored. SHA-256 rather than bcrypt because the secret carries ~238 bits of entropy:
 //! there is nothing to brute-force, and every request pays this.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use rand::{Rng, distr::Alphanumeric};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
 pub const KEY_PREFIX: &str = "bsk_";
 const PREFIX_LEN: usize = 12;
@@ -60,40 +65,76 @@ pub fn prefix_of(key: &str) -> Option<&str> {
 /// client IP until it authenticates once more).
 const MAX_VERIFIED_KEYS: usize = 65_536;
 
-/// The keys that have authenticated in this process: prefix → SHA-256 of the whole key.
+/// How long a verification is trusted without the key authenticating again. Every successful
+/// request renews it, so this bounds how long another replica keeps a revoked key's identity
+/// (here, revocation forgets it at once).
+pub const VERIFIED_KEY_TTL: Duration = Duration::from_secs(60);
+
+/// A key that authenticated: the SHA-256 of the whole key, its owner, and when.
+#[derive(Debug, Clone, Copy)]
+struct Verified {
+    hash: [u8; 32],
+    user_id: Uuid,
+    at: Instant,
+}
+
+/// The keys that have authenticated in this process recently: prefix → hash and owner.
 ///
 /// The rate limiter runs before auth and must not touch the database. Trusting any well-formed
 /// prefix would give every made-up key a fresh budget (a flood of random `bsk_…` keys would
 /// never be limited), and trusting a known prefix alone would let anyone who saw it in a list
-/// spend its owner's budget. So a prefix is the principal only when the whole key hashes to
-/// what authenticated here before; any other key counts against the client's IP, like any
-/// other unproven credential.
+/// spend its owner's budget. So a key counts against its owner's budget only when the whole
+/// key hashes to what authenticated here within [`VERIFIED_KEY_TTL`]; any other key counts
+/// against the client's IP, like any other unproven credential.
 #[derive(Debug, Default)]
-pub struct VerifiedKeys(Mutex<HashMap<String, [u8; 32]>>);
+pub struct VerifiedKeys(Mutex<HashMap<String, Verified>>);
 
 impl VerifiedKeys {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, [u8; 32]>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
         // Plain values: a panic elsewhere cannot leave them inconsistent.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The prefix of `key` when exactly this key authenticated here before.
-    pub fn verified_prefix<'k>(&self, key: &'k str) -> Option<&'k str> {
-        let prefix = prefix_of(key)?;
-        let stored = *self.map().get(prefix)?;
-        matches(key, &stored).then_some(prefix)
+    /// The owner of `key` when exactly this key authenticated here within the TTL.
+    pub fn owner(&self, key: &str) -> Option<Uuid> {
+        self.owner_at(key, Instant::now())
     }
 
-    /// Call once a key with this `prefix` and SHA-256 `hash` has authenticated.
-    pub fn remember(&self, prefix: &str, hash: [u8; 32]) {
+    fn owner_at(&self, key: &str, now: Instant) -> Option<Uuid> {
+        let prefix = prefix_of(key)?;
+        let stored = *self.map().get(prefix)?;
+        let fresh = now.saturating_duration_since(stored.at) < VERIFIED_KEY_TTL;
+        (fresh && matches(key, &stored.hash)).then_some(stored.user_id)
+    }
+
+    /// Call once a key with this `prefix` and SHA-256 `hash`, owned by `user_id`, has
+    /// authenticated.
+    pub fn remember(&self, prefix: &str, hash: [u8; 32], user_id: Uuid) {
+        let verified = Verified {
+            hash,
+            user_id,
+            at: Instant::now(),
+        };
         let mut map = self.map();
-        if map.get(prefix) == Some(&hash) {
+        // The common case, a known key renewing its entry, allocates nothing.
+        if let Some(entry) = map.get_mut(prefix) {
+            *entry = verified;
             return;
         }
         if map.len() >= MAX_VERIFIED_KEYS {
             map.clear();
         }
-        map.insert(prefix.to_owned(), hash);
+        map.insert(prefix.to_owned(), verified);
+    }
+
+    /// Call when a key is revoked: its requests count against the client IP at once.
+    pub fn forget(&self, prefix: &str) {
+        self.map().remove(prefix);
+    }
+
+    /// Call when all of a user's keys are revoked.
+    pub fn forget_user(&self, user_id: Uuid) {
+        self.map().retain(|_, v| v.user_id != user_id);
     }
 }
 
@@ -113,23 +154,42 @@ mod tests {
     #[test]
     fn only_the_key_that_authenticated_is_verified_and_memory_is_bounded() {
         let verified = VerifiedKeys::default();
+        let owner = Uuid::now_v7();
         let key = generate();
-        assert_eq!(verified.verified_prefix(&key.key), None);
-        verified.remember(&key.prefix, key.hash);
-        assert_eq!(
-            verified.verified_prefix(&key.key),
-            Some(key.prefix.as_str())
-        );
+        assert_eq!(verified.owner(&key.key), None);
+        verified.remember(&key.prefix, key.hash, owner);
+        assert_eq!(verified.owner(&key.key), Some(owner));
         // Same prefix, another secret: not verified.
         let forged = format!("{KEY_PREFIX}{}_{}", key.prefix, "A".repeat(SECRET_LEN));
         assert_eq!(prefix_of(&forged), Some(key.prefix.as_str()));
-        assert_eq!(verified.verified_prefix(&forged), None);
+        assert_eq!(verified.owner(&forged), None);
+        // Trusted for the TTL only.
+        assert_eq!(
+            verified.owner_at(&key.key, Instant::now() + VERIFIED_KEY_TTL),
+            None
+        );
         for i in 0..MAX_VERIFIED_KEYS {
-            verified.remember(&format!("{i:012}"), [0; 32]);
+            verified.remember(&format!("{i:012}"), [0; 32], owner);
         }
         // Full: the map started again rather than growing without bound.
         assert!(verified.map().len() <= MAX_VERIFIED_KEYS);
-        assert_eq!(verified.verified_prefix(&key.key), None);
+        assert_eq!(verified.owner(&key.key), None);
+    }
+
+    #[test]
+    fn revocation_forgets_a_key_or_all_of_a_users_keys() {
+        let verified = VerifiedKeys::default();
+        let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let (k1, k2, k3) = (generate(), generate(), generate());
+        verified.remember(&k1.prefix, k1.hash, ann);
+        verified.remember(&k2.prefix, k2.hash, ann);
+        verified.remember(&k3.prefix, k3.hash, bob);
+        verified.forget(&k1.prefix);
+        assert_eq!(verified.owner(&k1.key), None);
+        assert_eq!(verified.owner(&k2.key), Some(ann));
+        verified.forget_user(ann);
+        assert_eq!(verified.owner(&k2.key), None);
+        assert_eq!(verified.owner(&k3.key), Some(bob));
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Principal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMethod {
     Jwt,
-    /// `prefix` is the key's public part: safe to log, used later as the rate-limit key.
+    /// `prefix` is the key's public part: safe to log.
     ApiKey {
         key_id: Uuid,
         prefix: String,
@@ -61,7 +61,8 @@ pub struct Authenticator {
     pub jwt: JwtKeys,
     /// Users whose existence was confirmed in the last two seconds (see `known_users`).
     pub known_users: KnownUsers,
-    /// API keys that authenticated here: only their prefixes are rate-limit principals.
+    /// API keys that authenticated here recently: only they count against their owner's
+    /// rate-limit budget.
     pub verified_keys: VerifiedKeys,
 }
 
@@ -115,7 +116,7 @@ impl Authenticator {
                 }
                 // `matches` compared all 32 bytes, so the stored hash is this key's.
                 if let Ok(hash) = <[u8; 32]>::try_from(stored.key_hash.as_slice()) {
-                    self.verified_keys.remember(prefix, hash);
+                    self.verified_keys.remember(prefix, hash, stored.user_id);
                 }
                 let stale = stored
                     .last_used_at

@@ -1,5 +1,5 @@
 //! Rate limiting: `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_KEY_PREFIX`, `RATE_LIMIT_DEFAULT`,
-//! `RATE_LIMIT_AUTH`, `RATE_LIMIT_OVERRIDES`.
+//! `RATE_LIMIT_AUTH`, `RATE_LIMIT_ACCOUNT`, `RATE_LIMIT_OVERRIDES`.
 
 use std::time::Duration;
 
@@ -44,6 +44,13 @@ impl RateLimitSettings {
                         window: Duration::from_secs(60),
                     },
                 )?,
+                account: env.parse_or(
+                    "RATE_LIMIT_ACCOUNT",
+                    Limit {
+                        requests: 10,
+                        window: Duration::from_secs(600),
+                    },
+                )?,
                 overrides: overrides(env.get("RATE_LIMIT_OVERRIDES").as_deref())?,
             },
         })
@@ -83,16 +90,27 @@ impl std::str::FromStr for Limit {
 }
 
 /// Per-endpoint budgets: an override for `METHOD /route/template`, else the stricter auth
-/// budget for sign-in and registration (brute force), else the default.
+/// budget for the routes that take a password ([`AUTH_LIMITED_ROUTES`]: brute force), else
+/// the default. Sign-in also counts against a budget per account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimits {
     pub default: Limit,
     pub auth: Limit,
+    /// Sign-in attempts per account (normalised email), from any address: a botnet spraying
+    /// one account is stopped even though each of its addresses stays within `auth`.
+    pub account: Limit,
     pub overrides: Vec<(String, Limit)>,
 }
 
-/// The routes that get the auth budget unless overridden.
-pub const AUTH_LIMITED_ROUTES: &[&str] = &["POST /v1/auth/token", "POST /v1/auth/register"];
+/// The routes that get the auth budget unless overridden: each one checks a password (or
+/// creates an account), so each one is a way to guess passwords.
+pub const AUTH_LIMITED_ROUTES: &[&str] = &[
+    "POST /v1/auth/token",
+    "POST /v1/auth/register",
+    "PATCH /v1/users/me",
+    "DELETE /v1/users/me",
+    "POST /v1/api-keys",
+];
 
 impl RateLimits {
     /// The budget for an endpoint named `METHOD /route/template`.

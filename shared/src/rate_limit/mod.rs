@@ -24,6 +24,7 @@ use std::{
 };
 
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 
 use self::{memory_store::MemoryStore, redis_store::RedisStore};
 use crate::config::{Limit, RateLimitSettings, RateLimits};
@@ -36,6 +37,14 @@ pub struct Decision {
     pub remaining: u32,
     /// Until the oldest counted request leaves the window (when budget frees up).
     pub reset: Duration,
+}
+
+impl Decision {
+    /// [`Decision::reset`] in whole seconds, rounded up, as `RateLimit-Reset` and
+    /// `Retry-After` want them (a 0.2 s wait is "1", not "0").
+    pub fn reset_secs(&self) -> u64 {
+        self.reset.as_micros().div_ceil(1_000_000) as u64
+    }
 }
 
 /// Which store made the last decisions.
@@ -92,6 +101,22 @@ impl RateLimiter {
     /// The budget of an endpoint named `METHOD /route/template`.
     pub fn limit_for(&self, endpoint: &str) -> Limit {
         self.limits.for_endpoint(endpoint)
+    }
+
+    /// Counts one sign-in attempt against the account of `normalized_email`, whoever makes it
+    /// (`RATE_LIMIT_ACCOUNT`). The key holds a digest, not the address: Redis need not store
+    /// users' emails.
+    pub async fn check_sign_in(&self, normalized_email: &str) -> (Decision, Limit) {
+        let digest = Sha256::digest(normalized_email.as_bytes());
+        let mut account = String::with_capacity(40);
+        for byte in &digest[..16] {
+            account.push_str(&format!("{byte:02x}"));
+        }
+        let limit = self.limits.account;
+        let decision = self
+            .check(&format!("account:{account}|sign-in"), limit)
+            .await;
+        (decision, limit)
     }
 
     pub fn backend(&self) -> Backend {
@@ -161,4 +186,23 @@ impl RateLimiter {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave the data inconsistent (plain values).
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_is_rounded_up_to_whole_seconds() {
+        let after = |reset| Decision {
+            allowed: false,
+            limit: 1,
+            remaining: 0,
+            reset,
+        };
+        assert_eq!(after(Duration::from_millis(200)).reset_secs(), 1);
+        assert_eq!(after(Duration::from_secs(2)).reset_secs(), 2);
+        assert_eq!(after(Duration::from_millis(2001)).reset_secs(), 3);
+        assert_eq!(after(Duration::ZERO).reset_secs(), 0);
+    }
 }

@@ -108,14 +108,31 @@ pub async fn list(db: &Db, user_id: Uuid) -> Result<Vec<ApiKey>, DbError> {
     .await
 }
 
-const DELETE: &str = "DELETE FROM api_keys WHERE id = $1 AND user_id = $2";
+const DELETE: &str = "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING prefix";
 
-/// Deletes one of the user's keys; false when it does not exist or belongs to someone else.
-pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> Result<bool, DbError> {
+/// Deletes one of the user's keys and returns its prefix (so the caller can forget the key
+/// wherever it is remembered); `None` when it does not exist or belongs to someone else.
+pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> Result<Option<String>, DbError> {
     db.write("api_keys.delete", move |tx| {
         Box::pin(async move {
             let stmt = tx.prepare_cached(DELETE).await?;
-            Ok(tx.execute(&stmt, &[&id, &user_id]).await? == 1)
+            tx.query_opt(&stmt, &[&id, &user_id])
+                .await?
+                .map(|row| row.try_get("prefix"))
+                .transpose()
+        })
+    })
+    .await
+}
+
+const DELETE_ALL: &str = "DELETE FROM api_keys WHERE user_id = $1";
+
+/// Deletes every key of the user; returns how many there were.
+pub async fn delete_all(db: &Db, user_id: Uuid) -> Result<u64, DbError> {
+    db.write("api_keys.delete_all", move |tx| {
+        Box::pin(async move {
+            let stmt = tx.prepare_cached(DELETE_ALL).await?;
+            tx.execute(&stmt, &[&user_id]).await
         })
     })
     .await

@@ -1,21 +1,20 @@
 //! The rate-limiting layer: who is asking and which endpoint they call, counted by
 //! [`RateLimiter`], answered with `RateLimit-*` headers and, over budget, a 429.
 
-use std::time::Duration;
-
 use axum::{
     extract::{MatchedPath, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 
-use super::auth::credential;
+use super::auth::{credential, is_public};
 use crate::{
     auth::{Credential, VerifiedSubject, api_key::VerifiedKeys, jwt::JwtKeys},
+    config::Limit,
     error::ApiError,
-    http::client_ip::client_ip,
+    http::client_ip::{client_ip, rate_limit_bucket},
     rate_limit::{Decision, RateLimiter},
     state::AppState,
 };
@@ -59,20 +58,7 @@ pub async fn limit_request(
     let mut response = if decision.allowed {
         next.run(req).await
     } else {
-        let mut r = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "rate limit of {} requests per {} s exceeded for this endpoint; retry after the Retry-After seconds",
-                budget.requests,
-                budget.window.as_secs()
-            ),
-        )
-        .into_response();
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(ceil_secs(decision.reset).max(1)),
-        );
-        r
+        over_budget(&decision, budget).into_response()
     };
     set_headers(response.headers_mut(), &decision);
     response
@@ -80,55 +66,77 @@ pub async fn limit_request(
 
 /// Who is asking, for rate limiting: never a secret, and decided without the database.
 ///
-/// The subject of a JWT whose signature and expiry check out; else the public prefix of an API
-/// key that has authenticated in this process before ([`VerifiedKeys`]); else the client's IP
-/// address. The verified subject is handed on to the auth layer so the signature is checked
-/// once.
+/// On public routes, always the client's address: credentials presented there prove nothing
+/// the route needs, and letting them choose the bucket would let one account's token (or each
+/// account it registers) buy a fresh sign-in budget. Elsewhere the user behind a JWT whose
+/// signature and expiry check out, or behind an API key that authenticated here recently
+/// ([`VerifiedKeys`]) — every key of a user shares the user's budget; else the client's
+/// address (IPv6 per /64). The verified subject is handed on to the auth layer so the
+/// signature is checked once.
 fn principal(req: &mut Request, callers: Callers<'_>) -> String {
-    match credential(req.headers()) {
-        Ok(Credential::Jwt(token)) => {
-            if let Ok(user_id) = callers.jwt.verify(token) {
-                req.extensions_mut().insert(VerifiedSubject(user_id));
-                return format!("user:{user_id}");
+    if !is_public(req.method(), req.uri().path()) {
+        match credential(req.headers()) {
+            Ok(Credential::Jwt(token)) => {
+                if let Ok(user_id) = callers.jwt.verify(token) {
+                    req.extensions_mut().insert(VerifiedSubject(user_id));
+                    return format!("user:{user_id}");
+                }
             }
-        }
-        Ok(Credential::ApiKey(key)) => {
-            if let Some(prefix) = callers.verified_keys.verified_prefix(key) {
-                return format!("key:{prefix}");
+            Ok(Credential::ApiKey(key)) => {
+                if let Some(user_id) = callers.verified_keys.owner(key) {
+                    return format!("user:{user_id}");
+                }
             }
+            Err(_) => {}
         }
-        Err(_) => {}
     }
     match client_ip(req, callers.trusted_proxies) {
-        Some(ip) => format!("ip:{ip}"),
+        Some(ip) => format!("ip:{}", rate_limit_bucket(ip)),
         None => "ip:unknown".to_owned(),
     }
 }
 
 /// The endpoint a request counts against: method and route template, so `/v1/items/{id}` is
-/// one endpoint whatever the id.
+/// one endpoint whatever the id. `HEAD` counts as `GET` (axum answers it with the GET
+/// handler), and methods no route uses share one name, so made-up method tokens cannot mint
+/// keys without bound.
 fn endpoint(req: &Request) -> String {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("(unmatched)", MatchedPath::as_str);
-    format!("{} {route}", req.method())
+    let method = match *req.method() {
+        Method::GET | Method::HEAD => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    };
+    format!("{method} {route}")
 }
 
-/// Whole seconds, rounded up, as the headers want them (a 0.2 s wait is "1", not "0").
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_micros().div_ceil(1_000_000) as u64
+/// The 429 of a refused request: what the budget is, and when to come back.
+pub fn over_budget(decision: &Decision, budget: Limit) -> ApiError {
+    ApiError::too_many_requests(
+        format!(
+            "rate limit of {} requests per {} s exceeded for this endpoint; retry after the Retry-After seconds",
+            budget.requests,
+            budget.window.as_secs()
+        ),
+        decision.reset_secs(),
+    )
 }
 
 fn set_headers(headers: &mut HeaderMap, d: &Decision) {
     headers.insert(RATELIMIT_LIMIT, HeaderValue::from(d.limit));
     headers.insert(RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
-    headers.insert(RATELIMIT_RESET, HeaderValue::from(ceil_secs(d.reset)));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(d.reset_secs()));
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{net::SocketAddr, sync::Arc};
+    use std::{net::SocketAddr, sync::Arc, time::Duration};
 
     use axum::{
         Router,
@@ -140,16 +148,10 @@ mod tests {
     use secrecy::SecretString;
     use tower::ServiceExt;
 
-    use super::*;
-    use crate::config::{Limit, RateLimitSettings, RateLimits};
+    use http::header;
 
-    #[test]
-    fn reset_is_rounded_up_to_whole_seconds() {
-        assert_eq!(ceil_secs(Duration::from_millis(200)), 1);
-        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
-        assert_eq!(ceil_secs(Duration::from_millis(2001)), 3);
-        assert_eq!(ceil_secs(Duration::ZERO), 0);
-    }
+    use super::*;
+    use crate::config::{RateLimitSettings, RateLimits};
 
     /// The layer alone, on the in-memory limiter: no database, no `AppState`.
     #[tokio::test]
@@ -165,6 +167,7 @@ mod tests {
             limits: RateLimits {
                 default: budget,
                 auth: budget,
+                account: budget,
                 overrides: Vec::new(),
             },
         };
