@@ -39,6 +39,51 @@ where
     }
 }
 
+/// An optional JSON request body: `None` when the request has no body at all, else parsed
+/// and rejected exactly like [`Json`]. For operations whose body is optional (e.g. a DELETE
+/// that may carry `current_password`).
+#[derive(Debug, Clone, Default)]
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for MaybeJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+        if bytes.is_empty() {
+            return Ok(Self(None));
+        }
+        let req = Request::from_parts(parts, Body::from(bytes));
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(value)| Self(Some(value)))
+    }
+}
+
+impl<T: JsonSchema> OperationInput for MaybeJson<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        Json::<T>::operation_input(ctx, operation);
+        if let Some(aide::openapi::ReferenceOr::Item(body)) = operation.request_body.as_mut() {
+            body.required = false;
+        }
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<u16>, DocResponse)> {
+        Json::<T>::inferred_early_responses(ctx, operation)
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = match &rejection {
         // Well-formed JSON of the wrong shape (missing field, wrong type) is a validation

@@ -2,6 +2,8 @@
 //!
 //! Routes (any authenticated caller; keys are always the caller's own):
 //! - `POST /v1/api-keys` — create a key; the response is the only time the key is shown.
+//!   Needs a sign-in within `REAUTH_WINDOW_SECONDS` or `current_password`; an API key cannot
+//!   create keys. Counts against the stricter sign-in budget (it may check a password).
 //! - `GET /v1/api-keys` — list keys (prefix, name, last use; never the key or its hash).
 //! - `DELETE /v1/api-keys/{id}` — revoke; effective on the next request.
 
@@ -41,6 +43,8 @@ shared::routes! {
 pub struct CreateKey {
     /// 1–100 characters, to recognise the key later.
     pub name: String,
+    /// Required unless the access token was issued within `REAUTH_WINDOW_SECONDS`.
+    pub current_password: Option<String>,
 }
 
 /// A new key: `key` appears here and nowhere else, ever.
@@ -91,6 +95,10 @@ async fn create(
             "must be 1 to 100 characters",
         )]));
     }
+    state
+        .auth
+        .require_recent_sign_in(&principal, body.current_password)
+        .await?;
     let new = api_key::generate();
     let row = api_keys::create(&state.db, principal.user_id, name, &new.prefix, &new.hash).await?;
     Ok(Created(CreatedKey {

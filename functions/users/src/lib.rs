@@ -2,8 +2,13 @@
 //!
 //! Routes (any authenticated caller, JWT or API key; always about the caller):
 //! - `GET /v1/users/me` — the account.
-//! - `PATCH /v1/users/me` — change email and/or password; `current_password` required.
-//! - `DELETE /v1/users/me` — delete the account with its API keys and items.
+//! - `PATCH /v1/users/me` — change email and/or password; `current_password` required. A new
+//!   password refuses every access token issued before it; `revoke_api_keys: true` also
+//!   deletes every API key.
+//! - `DELETE /v1/users/me` — delete the account with its API keys and items; needs a sign-in
+//!   within `REAUTH_WINDOW_SECONDS` or `current_password` in the body, and no API key can.
+//!
+//! Both count against the stricter sign-in budget (`RATE_LIMIT_AUTH`): each checks a password.
 
 use axum::{extract::State, response::NoContent};
 use schemars::JsonSchema;
@@ -13,7 +18,7 @@ use shared::{
     ApiError, AppState,
     auth::{Principal, email, password},
     error::FieldError,
-    extract::Json,
+    extract::{Json, MaybeJson},
     repo::users,
     views::UserView,
 };
@@ -47,7 +52,18 @@ pub struct UpdateMe {
     pub email: Option<String>,
     /// New password, 8 characters to 72 bytes.
     pub password: Option<String>,
-    /// Required whenever `email` or `password` is present.
+    /// Required whenever `email`, `password` or `revoke_api_keys` is present.
+    pub current_password: Option<String>,
+    /// Delete every API key of the account too (e.g. after a leak). Default false.
+    #[serde(default)]
+    pub revoke_api_keys: bool,
+}
+
+/// Optional body of `DELETE /v1/users/me`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteMe {
+    /// Required unless the access token was issued within `REAUTH_WINDOW_SECONDS`.
     pub current_password: Option<String>,
 }
 
@@ -68,11 +84,11 @@ async fn update_me(
     {
         errors.push(e);
     }
-    let changes = body.email.is_some() || body.password.is_some();
+    let changes = body.email.is_some() || body.password.is_some() || body.revoke_api_keys;
     if changes && body.current_password.is_none() {
         errors.push(FieldError::new(
             "current_password",
-            "required to change email or password",
+            "required to change email or password or to revoke API keys",
         ));
     }
     if !errors.is_empty() {
@@ -100,10 +116,20 @@ async fn update_me(
         user.id,
         new_email.as_deref(),
         new_hash.as_deref(),
+        body.revoke_api_keys,
     )
     .await
     {
-        Ok(Some(user)) => Ok(Json(user.into())),
+        Ok(Some(user)) => {
+            // This process refuses the old password's tokens from the next request on
+            // (other replicas within `known_users::TTL`); revoked keys stop counting as the
+            // user for rate limiting at once.
+            state.auth.known_users.forget(user.id);
+            if body.revoke_api_keys {
+                state.auth.verified_keys.forget_user(user.id);
+            }
+            Ok(Json(user.into()))
+        }
         Ok(None) => Err(ApiError::not_found("user")),
         Err(e) if e.is_unique_violation() => Err(ApiError::conflict(
             "an account with this email already exists",
@@ -115,7 +141,13 @@ async fn update_me(
 async fn delete_me(
     State(state): State<AppState>,
     principal: Principal,
+    MaybeJson(body): MaybeJson<DeleteMe>,
 ) -> Result<NoContent, ApiError> {
+    let current_password = body.and_then(|b| b.current_password);
+    state
+        .auth
+        .require_recent_sign_in(&principal, current_password)
+        .await?;
     if users::delete(&state.db, principal.user_id).await? {
         // Refuse the user's still-unexpired tokens from the next request on.
         state.auth.known_users.forget(principal.user_id);

@@ -18,6 +18,15 @@ struct Claims {
     exp: u64,
 }
 
+/// What a token whose signature, algorithm and expiry check out says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub user_id: Uuid,
+    /// `iat`, seconds since the epoch: tokens issued before the password last changed, or
+    /// too long ago for a sensitive operation, are refused.
+    pub issued_at: u64,
+}
+
 /// Why a token was refused; all of them are a 401 to the client.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid token: {0}")]
@@ -74,10 +83,13 @@ impl JwtKeys {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 
-    /// The user id of a valid token.
-    pub fn verify(&self, token: &str) -> Result<Uuid, InvalidToken> {
+    /// The subject and issue time of a valid token.
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, InvalidToken> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
-        Ok(data.claims.sub)
+        Ok(VerifiedToken {
+            user_id: data.claims.sub,
+            issued_at: data.claims.iat,
+        })
     }
 }
 
@@ -122,7 +134,9 @@ mod tests {
     fn issued_token_round_trips() {
         let id = Uuid::now_v7();
         let k = keys();
-        assert_eq!(k.verify(&k.issue(id).unwrap()).unwrap(), id);
+        let verified = k.verify(&k.issue(id).unwrap()).unwrap();
+        assert_eq!(verified.user_id, id);
+        assert!(verified.issued_at.abs_diff(now()) <= 1);
     }
 
     #[test]

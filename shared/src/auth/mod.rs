@@ -12,7 +12,15 @@ pub mod password;
 
 use uuid::Uuid;
 
-use self::{api_key::VerifiedKeys, jwt::JwtKeys, known_users::KnownUsers};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::SecretString;
+
+use self::{
+    api_key::VerifiedKeys,
+    jwt::{JwtKeys, VerifiedToken},
+    known_users::{Known, KnownUsers},
+};
 use crate::{config::AuthSettings, db::Db, error::ApiError, repo};
 
 /// Who is calling, as established by the auth layer.
@@ -26,7 +34,7 @@ impl Principal {
     /// What the request log records: the user id, plus the key's public prefix for API keys.
     pub fn log_id(&self) -> String {
         match &self.via {
-            AuthMethod::Jwt => self.user_id.to_string(),
+            AuthMethod::Jwt { .. } => self.user_id.to_string(),
             AuthMethod::ApiKey { prefix, .. } => format!("{} (key {prefix})", self.user_id),
         }
     }
@@ -34,12 +42,10 @@ impl Principal {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMethod {
-    Jwt,
+    /// `issued_at`: the token's `iat`, how recent the sign-in behind it is.
+    Jwt { issued_at: u64 },
     /// `prefix` is the key's public part: safe to log.
-    ApiKey {
-        key_id: Uuid,
-        prefix: String,
-    },
+    ApiKey { key_id: Uuid, prefix: String },
 }
 
 /// A credential as presented, not yet checked.
@@ -48,10 +54,10 @@ pub enum Credential<'a> {
     ApiKey(&'a str),
 }
 
-/// The subject of a JWT whose signature and expiry an outer layer (rate limiting) already
-/// checked, so auth does not verify it twice. Whether the user still exists is auth's job.
+/// A JWT whose signature and expiry an outer layer (rate limiting) already checked, so auth
+/// does not verify it twice. Whether the user still exists is auth's job.
 #[derive(Debug, Clone, Copy)]
-pub struct VerifiedSubject(pub Uuid);
+pub struct VerifiedSubject(pub VerifiedToken);
 
 /// Everything that checks credentials, built once per process.
 #[derive(Debug)]
@@ -64,6 +70,10 @@ pub struct Authenticator {
     /// API keys that authenticated here recently: only they count against their owner's
     /// rate-limit budget.
     pub verified_keys: VerifiedKeys,
+    /// `REAUTH_WINDOW_SECONDS`.
+    reauth_window: Duration,
+    /// `BCRYPT_COST`, for checking `current_password`.
+    bcrypt_cost: u32,
 }
 
 impl Authenticator {
@@ -73,7 +83,57 @@ impl Authenticator {
             jwt: JwtKeys::new(&settings.jwt_secret, settings.jwt_ttl)?,
             known_users: KnownUsers::default(),
             verified_keys: VerifiedKeys::default(),
+            reauth_window: settings.reauth_window,
+            bcrypt_cost: settings.bcrypt_cost,
         })
+    }
+
+    /// For sensitive operations (creating an API key, deleting the account): the caller must
+    /// have signed in within `REAUTH_WINDOW_SECONDS`, or send `current_password` now. An API
+    /// key can do neither: whoever holds a leaked key must not turn it into more keys, or
+    /// into the end of the account.
+    pub async fn require_recent_sign_in(
+        &self,
+        principal: &Principal,
+        current_password: Option<String>,
+    ) -> Result<(), ApiError> {
+        let issued_at = match principal.via {
+            AuthMethod::ApiKey { .. } => {
+                return Err(ApiError::forbidden(
+                    "an API key cannot do this; use an access token from POST /v1/auth/token",
+                ));
+            }
+            AuthMethod::Jwt { issued_at } => issued_at,
+        };
+        if let Some(current) = current_password {
+            let user = repo::users::find(&self.db, principal.user_id)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+            let ok = current.len() <= password::MAX_PASSWORD_BYTES
+                && password::verify(
+                    SecretString::from(current),
+                    Some(user.password_hash),
+                    self.bcrypt_cost,
+                )
+                .await?;
+            return if ok {
+                Ok(())
+            } else {
+                Err(ApiError::forbidden("current_password is incorrect"))
+            };
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if now.saturating_sub(issued_at) <= self.reauth_window.as_secs() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs a sign-in within the last {} s: sign in again, or send current_password",
+                self.reauth_window.as_secs()
+            )))
+        }
     }
 
     /// Who `credential` proves the caller to be. `verified` is the subject of the same JWT
@@ -85,24 +145,43 @@ impl Authenticator {
     ) -> Result<Principal, ApiError> {
         match credential {
             Credential::Jwt(token) => {
-                let user_id = match verified {
-                    Some(VerifiedSubject(id)) => id,
+                let token = match verified {
+                    Some(VerifiedSubject(token)) => token,
                     None => self
                         .jwt
                         .verify(token)
                         .map_err(|_| ApiError::unauthorized("invalid or expired token"))?,
                 };
-                // A token outlives its account otherwise: a deleted user must be locked out (see
+                // A token outlives its account and its password otherwise: a deleted user is
+                // locked out, and a token issued before the password changed is refused (see
                 // `known_users` for how long another replica may take to notice).
-                if !self.known_users.confirmed(user_id) {
-                    if !repo::users::exists(&self.db, user_id).await? {
-                        return Err(ApiError::unauthorized("invalid or expired token"));
+                let known = match self.known_users.confirmed(token.user_id) {
+                    Some(known) => known,
+                    None => {
+                        let changed = repo::users::credentials_changed_at(&self.db, token.user_id)
+                            .await?
+                            .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+                        let known = Known {
+                            credentials_changed_at: changed,
+                        };
+                        self.known_users.remember(token.user_id, known);
+                        known
                     }
-                    self.known_users.remember(user_id);
+                };
+                // Whole seconds on both sides: a token issued in the second of the change is
+                // accepted (it may be the new one), one issued a second before is not.
+                if known.credentials_changed_at.is_some_and(|changed| {
+                    i64::try_from(token.issued_at).unwrap_or(i64::MAX) < changed
+                }) {
+                    return Err(ApiError::unauthorized(
+                        "this token was issued before the password changed; sign in again",
+                    ));
                 }
                 Ok(Principal {
-                    user_id,
-                    via: AuthMethod::Jwt,
+                    user_id: token.user_id,
+                    via: AuthMethod::Jwt {
+                        issued_at: token.issued_at,
+                    },
                 })
             }
             Credential::ApiKey(key) => {

@@ -1,4 +1,5 @@
-//! Credential settings: `JWT_SECRET`, `JWT_TTL_SECONDS`, `BCRYPT_COST`.
+//! Credential settings: `JWT_SECRET`, `JWT_TTL_SECONDS`, `BCRYPT_COST`,
+//! `REAUTH_WINDOW_SECONDS`.
 
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ pub struct AuthSettings {
     /// bcrypt work factor: 12 costs ~250 ms per hash on one core, the reason hashing runs on
     /// the blocking pool.
     pub bcrypt_cost: u32,
+    /// How recent a sign-in must be for a sensitive operation (creating an API key, deleting
+    /// the account) without `current_password`.
+    pub reauth_window: Duration,
 }
 
 impl AuthSettings {
@@ -53,6 +57,7 @@ impl AuthSettings {
             jwt_secret: jwt_secret.into(),
             jwt_ttl: Duration::from_secs(jwt_ttl_seconds),
             bcrypt_cost,
+            reauth_window: Duration::from_secs(env.parse_or("REAUTH_WINDOW_SECONDS", 300u64)?),
         })
     }
 }

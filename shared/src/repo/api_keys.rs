@@ -125,19 +125,6 @@ pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> Result<Option<String>, 
     .await
 }
 
-const DELETE_ALL: &str = "DELETE FROM api_keys WHERE user_id = $1";
-
-/// Deletes every key of the user; returns how many there were.
-pub async fn delete_all(db: &Db, user_id: Uuid) -> Result<u64, DbError> {
-    db.write("api_keys.delete_all", move |tx| {
-        Box::pin(async move {
-            let stmt = tx.prepare_cached(DELETE_ALL).await?;
-            tx.execute(&stmt, &[&user_id]).await
-        })
-    })
-    .await
-}
-
 const FIND_BY_PREFIX: &str =
     "SELECT id, user_id, key_hash, last_used_at FROM api_keys WHERE prefix = $1";
 

@@ -91,41 +91,60 @@ pub async fn find(db: &Db, id: Uuid) -> Result<Option<User>, DbError> {
     .await
 }
 
-const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
+const CREDENTIALS_CHANGED_AT: &str = "SELECT extract(epoch FROM date_trunc('second', credentials_changed_at))::bigint \
+     AS changed FROM users WHERE id = $1";
 
-/// Whether the user still exists: a token outlives a deleted account otherwise.
-pub async fn exists(db: &Db, id: Uuid) -> Result<bool, DbError> {
-    db.read("users.exists", |c| async move {
-        let stmt = c.prepare_cached(EXISTS).await?;
-        c.query_one(&stmt, &[&id]).await?.try_get(0)
+/// Whether the user still exists (`None`: deleted — a token outlives its account otherwise)
+/// and when their password last changed, in whole seconds since the epoch (`Some(None)`:
+/// never), to compare with a token's `iat`.
+pub async fn credentials_changed_at(db: &Db, id: Uuid) -> Result<Option<Option<i64>>, DbError> {
+    db.read("users.credentials_changed_at", |c| async move {
+        let stmt = c.prepare_cached(CREDENTIALS_CHANGED_AT).await?;
+        c.query_opt(&stmt, &[&id])
+            .await?
+            .map(|row| row.try_get("changed"))
+            .transpose()
     })
     .await
 }
 
 const UPDATE: &str = concat!(
     "UPDATE users SET email = coalesce($2, email), \
-     password_hash = coalesce($3, password_hash), updated_at = now() \
+     password_hash = coalesce($3, password_hash), updated_at = now(), \
+     credentials_changed_at = CASE WHEN $3::text IS NULL THEN credentials_changed_at \
+     ELSE now() END \
      WHERE id = $1 RETURNING ",
     columns!()
 );
 
-/// Changes email and/or password hash; `None` leaves a column as it is.
+const REVOKE_API_KEYS: &str = "DELETE FROM api_keys WHERE user_id = $1";
+
+/// Changes email and/or password hash; `None` leaves a column as it is. A new password
+/// hash also records when the credentials changed (older access tokens are then refused),
+/// and with `revoke_api_keys` every API key of the user goes in the same transaction.
 pub async fn update(
     db: &Db,
     id: Uuid,
     email: Option<&str>,
     password_hash: Option<&str>,
+    revoke_api_keys: bool,
 ) -> Result<Option<User>, DbError> {
     let (email, password_hash) = (email.map(str::to_owned), password_hash.map(str::to_owned));
     db.write("users.update", move |tx| {
         let (email, password_hash) = (email.clone(), password_hash.clone());
         Box::pin(async move {
             let stmt = tx.prepare_cached(UPDATE).await?;
-            tx.query_opt(&stmt, &[&id, &email, &password_hash])
+            let user = tx
+                .query_opt(&stmt, &[&id, &email, &password_hash])
                 .await?
                 .as_ref()
                 .map(User::from_row)
-                .transpose()
+                .transpose()?;
+            if user.is_some() && revoke_api_keys {
+                let stmt = tx.prepare_cached(REVOKE_API_KEYS).await?;
+                tx.execute(&stmt, &[&id]).await?;
+            }
+            Ok(user)
         })
     })
     .await

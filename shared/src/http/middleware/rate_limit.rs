@@ -77,9 +77,9 @@ fn principal(req: &mut Request, callers: Callers<'_>) -> String {
     if !is_public(req.method(), req.uri().path()) {
         match credential(req.headers()) {
             Ok(Credential::Jwt(token)) => {
-                if let Ok(user_id) = callers.jwt.verify(token) {
-                    req.extensions_mut().insert(VerifiedSubject(user_id));
-                    return format!("user:{user_id}");
+                if let Ok(verified) = callers.jwt.verify(token) {
+                    req.extensions_mut().insert(VerifiedSubject(verified));
+                    return format!("user:{}", verified.user_id);
                 }
             }
             Ok(Credential::ApiKey(key)) => {
