@@ -15,6 +15,7 @@ use shared::{
     error::FieldError,
     extract::{Created, Json, Path},
     repo::api_keys::{self, ApiKey},
+    validate,
     views::Page,
 };
 use uuid::Uuid;
@@ -91,6 +92,7 @@ async fn create(
             "must be 1 to 100 characters",
         )]));
     }
+    validate::single_line("name", name).map_err(|e| ApiError::validation(vec![e]))?;
     let new = api_key::generate();
     let row = api_keys::create(&state.db, principal.user_id, name, &new.prefix, &new.hash).await?;
     Ok(Created(CreatedKey {
