@@ -38,16 +38,36 @@ pub struct DbError {
     pub failure: DbFailure,
 }
 
+/// The operation, the failure and its whole cause chain on one line, with the server's own
+/// error as `SEVERITY SQLSTATE: message` only. tokio-postgres prints a server error with its
+/// `DETAIL` and `HINT`, which quote row values (a unique violation's detail names the
+/// conflicting email), and this text is what gets logged (`ApiError` logs `{source:#}`).
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.op, self.failure)
+        let mut text = format!("{}: {}", self.op, self.failure);
+        let mut cause = std::error::Error::source(&self.failure);
+        while let Some(e) = cause {
+            let part = match e.downcast_ref::<tokio_postgres::error::DbError>() {
+                Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+                None => e.to_string(),
+            };
+            // Wrappers print their cause inside their own text ("database error: db error"):
+            // say each thing once.
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            cause = e.source();
+        }
+        f.write_str(&text)
     }
 }
 
 impl std::error::Error for DbError {
-    // The failure's own cause, not the failure itself: its text is already in this message.
+    // No source: the chain is already in this message, without the server's detail. A source
+    // would hand every `{:#}` or error-chain walker tokio-postgres's own Display of it.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&self.failure)
+        None
     }
 }
 

@@ -257,3 +257,55 @@ impl aide::OperationOutput for ApiError {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{config::LogFormat, db::Db, repo, telemetry, testing};
+
+    #[tokio::test]
+    async fn a_logged_database_error_keeps_its_sqlstate_but_not_the_servers_detail() {
+        let captured = testing::CapturedLogs::default();
+        let writer = captured.clone();
+        let subscriber = telemetry::subscriber_with_filter(
+            LogFormat::Json,
+            move || writer.clone(),
+            telemetry::filter(Some("info")),
+        );
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let url = testing::create_database().await;
+        let db = Db::connect_lazy(&url, 1, Duration::from_secs(5)).unwrap();
+        db.migrate().await.unwrap();
+        let email = crate::auth::email::parse("email", "owner@example.com").unwrap();
+        let user = repo::users::create(&db, email.as_new(), "x").await.unwrap();
+
+        // A unique violation no handler maps to 409: a key prefix taken twice. PostgreSQL's
+        // DETAIL quotes the value: `Key (prefix)=(…) already exists.`
+        let prefix = "dup-prefix-5e1d";
+        repo::api_keys::create(&db, user.id, "one", prefix, &[0; 32])
+            .await
+            .unwrap();
+        let err = repo::api_keys::create(&db, user.id, "two", prefix, &[1; 32])
+            .await
+            .unwrap_err();
+        assert!(err.is_unique_violation());
+        let response = ApiError::from(err).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+        let logs = captured.text();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("request failed"))
+            .unwrap_or_else(|| panic!("no error line in:\n{logs}"));
+        assert!(line.contains("api_keys.create"), "{line}");
+        assert!(line.contains("ERROR 23505"), "{line}");
+        assert!(line.contains("api_keys_prefix_key"), "{line}");
+        assert!(
+            !line.contains(prefix),
+            "the server's detail was logged: {line}"
+        );
+        assert!(!logs.contains("DETAIL"), "{logs}");
+    }
+}

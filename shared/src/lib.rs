@@ -11,7 +11,8 @@
 //! - [`migrations`]: `migrations/*.sql` embedded and applied by refinery.
 //! - [`db`]: the pool and the single retrying, timed entry point for every query.
 //! - [`error`]: `ApiError` and the RFC 9457 `Problem` body.
-//! - [`repo`]: SQL per table, always scoped to the owning user.
+//! - [`repo`]: SQL per table, always scoped to the owning user. [`validate`]: the characters
+//!   a text field may hold (no NUL anywhere; no control characters in one-line values).
 //! - [`views`]: JSON shapes shared by several route crates (user, page).
 //! - [`auth`], [`rate_limit`]: credentials and who they prove the caller to be; the
 //!   sliding-window limiter (Redis, in-memory fallback). Neither knows the other or HTTP
@@ -40,6 +41,7 @@ pub mod telemetry;
 pub mod testing;
 #[cfg(test)]
 mod tidy;
+pub mod validate;
 pub mod views;
 
 pub use error::ApiError;

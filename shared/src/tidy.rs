@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["telemetry", "migrations"],
     &["db"],
     &["error"],
-    &["repo"],
+    &["repo", "validate"],
     &["views"],
     &["auth", "rate_limit"],
     &["state"],

@@ -17,6 +17,7 @@ use shared::{
     error::FieldError,
     extract::{Created, Json, Path},
     repo::api_keys::{self, ApiKey},
+    validate,
     views::Page,
 };
 use uuid::Uuid;
@@ -95,6 +96,7 @@ async fn create(
             "must be 1 to 100 characters",
         )]));
     }
+    validate::single_line("name", name).map_err(|e| ApiError::validation(vec![e]))?;
     state
         .auth
         .require_recent_sign_in(&principal, body.current_password)

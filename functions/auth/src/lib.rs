@@ -12,6 +12,7 @@ use shared::{
     auth::{email, password},
     extract::{Created, Json},
     repo::users,
+    validate,
     views::UserView,
 };
 
@@ -44,7 +45,7 @@ async fn register(
     Json(body): Json<Credentials>,
 ) -> Result<Created<UserView>, ApiError> {
     let mut errors = Vec::new();
-    let email = email::normalize("email", &body.email)
+    let email = email::parse("email", &body.email)
         .map_err(|e| errors.push(e))
         .ok();
     if let Err(e) = password::validate("password", &body.password) {
@@ -58,7 +59,7 @@ async fn register(
         state.config.auth.bcrypt_cost,
     )
     .await?;
-    match users::create(&state.db, &email, &hash).await {
+    match users::create(&state.db, email.as_new(), &hash).await {
         Ok(user) => Ok(Created(user.into())),
         Err(e) if e.is_unique_violation() => Err(ApiError::conflict(
             "an account with this email already exists",
@@ -82,16 +83,29 @@ async fn token(
     Json(body): Json<Credentials>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let denied = || ApiError::unauthorized("invalid email or password");
+    // Characters no account can hold are a malformed request, not a failed sign-in (and a NUL
+    // would be an error from PostgreSQL). Nothing else about the address is checked: one that
+    // could not register today may still be an account stored before (see migration V3).
+    let errors: Vec<_> = [
+        validate::single_line("email", body.email.trim()).err(),
+        validate::no_nul("password", &body.password).err(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
     // Over-long passwords can never match a stored hash; refuse them before bcrypt sees them.
     if body.password.len() > password::MAX_PASSWORD_BYTES {
         return Err(denied());
     }
+    let typed = body.email.trim();
+    let canonical = email::canonical(typed);
     // Per account, whoever asks: address-based budgets alone do not stop a botnet spraying
-    // one account. Counted before bcrypt runs, so refused guesses cost no hashing either.
-    let account = email::normalize("email", &body.email)
-        .unwrap_or_else(|_| body.email.trim().to_owned())
-        .to_lowercase();
-    let (decision, limit) = state.limiter.check_sign_in(&account).await;
+    // one account. Keyed by the canonical form, so look-alike spellings share the budget;
+    // counted before bcrypt runs, so refused guesses cost no hashing either.
+    let (decision, limit) = state.limiter.check_sign_in(&canonical).await;
     if !decision.allowed {
         return Err(ApiError::too_many_requests(
             format!(
@@ -103,11 +117,8 @@ async fn token(
             decision.reset_secs(),
         ));
     }
-    let user = users::find_by_email(&state.db, body.email.trim()).await?;
-    let (user_id, hash) = match user {
-        Some(u) => (Some(u.id), Some(u.password_hash)),
-        None => (None, None),
-    };
+    let user = users::find_by_email(&state.db, &canonical, typed).await?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
     // Unknown emails still pay one bcrypt verification: no timing oracle.
     let ok = password::verify(
         SecretString::from(body.password),
@@ -115,8 +126,9 @@ async fn token(
         state.config.auth.bcrypt_cost,
     )
     .await?;
-    let user_id = user_id.filter(|_| ok).ok_or_else(denied)?;
-    let access_token = state.auth.jwt.issue(user_id).map_err(ApiError::internal)?;
+    let user = user.filter(|_| ok).ok_or_else(denied)?;
+    email::complete_legacy(&state.db, &user).await;
+    let access_token = state.auth.jwt.issue(user.id).map_err(ApiError::internal)?;
     Ok(Json(TokenResponse {
         access_token,
         token_type: "Bearer",

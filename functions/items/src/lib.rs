@@ -17,6 +17,7 @@ use shared::{
     error::FieldError,
     extract::{Created, Json, Path, Query},
     repo::items::{self, Item},
+    validate,
     views::Page,
 };
 use uuid::Uuid;
@@ -100,11 +101,15 @@ fn check_title(title: &str, errors: &mut Vec<FieldError>) {
     let n = title.trim().chars().count();
     if n == 0 || n > MAX_TITLE_CHARS {
         errors.push(FieldError::new("title", "must be 1 to 200 characters"));
+    } else if let Err(e) = validate::single_line("title", title.trim()) {
+        errors.push(e);
     }
 }
 
 fn check_description(description: &str, errors: &mut Vec<FieldError>) {
-    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+    if let Err(e) = validate::multi_line("description", description) {
+        errors.push(e);
+    } else if description.chars().count() > MAX_DESCRIPTION_CHARS {
         errors.push(FieldError::new(
             "description",
             "must be at most 10000 characters",

@@ -20,6 +20,7 @@ use shared::{
     error::FieldError,
     extract::{Json, MaybeJson},
     repo::users,
+    validate,
     views::UserView,
 };
 
@@ -74,13 +75,16 @@ async fn update_me(
 ) -> Result<Json<UserView>, ApiError> {
     let mut errors: Vec<FieldError> = Vec::new();
     let new_email = match &body.email {
-        Some(e) => email::normalize("email", e)
-            .map_err(|e| errors.push(e))
-            .ok(),
+        Some(e) => email::parse("email", e).map_err(|e| errors.push(e)).ok(),
         None => None,
     };
     if let Some(p) = &body.password
         && let Err(e) = password::validate("password", p)
+    {
+        errors.push(e);
+    }
+    if let Some(p) = &body.current_password
+        && let Err(e) = validate::no_nul("current_password", p)
     {
         errors.push(e);
     }
@@ -114,7 +118,7 @@ async fn update_me(
     match users::update(
         &state.db,
         user.id,
-        new_email.as_deref(),
+        new_email.as_ref().map(email::Email::as_new),
         new_hash.as_deref(),
         body.revoke_api_keys,
     )

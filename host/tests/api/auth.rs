@@ -222,3 +222,134 @@ async fn a_user_deleted_by_another_replica_is_locked_out_within_the_cache_ttl() 
         .await;
     app.get("/v1/items", &user.token).await.assert_problem(401);
 }
+
+#[tokio::test]
+async fn look_alike_emails_are_one_account_and_invisible_characters_are_refused() {
+    let app = spawn_app().await;
+    let register = |email: &str| {
+        app.send(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(json!({"email": email, "password": "long enough"})),
+        )
+    };
+    let r = register("ANN@EXAMPLE.COM").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Fullwidth letters (what a CJK input method types), mixed forms, other case.
+    for look_alike in [
+        "ＡＮＮ@example.com",
+        "ann@ＥＸＡＭＰＬＥ.ＣＯＭ",
+        "Ann@Example.com",
+    ] {
+        register(look_alike).await.assert_problem(409);
+    }
+    let r = register("Straße@example.de").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for look_alike in [
+        "STRASSE@example.de",
+        "strasse@EXAMPLE.DE",
+        "STRAẞE@example.de",
+    ] {
+        register(look_alike).await.assert_problem(409);
+    }
+    // A composed and a decomposed accent are one address too.
+    assert_eq!(register("jos\u{e9}@example.com").await.status, 201);
+    register("JOSE\u{301}@example.com")
+        .await
+        .assert_problem(409);
+
+    // Sign-in finds the account under any look-alike form.
+    for form in [
+        "ann@example.com",
+        "ＡＮＮ@ＥＸＡＭＰＬＥ.ＣＯＭ",
+        "  Ann@example.COM ",
+    ] {
+        let r = app.token(form, "long enough").await;
+        assert_eq!(r.status, 200, "{form}: {}", r.body);
+    }
+    for form in [
+        "STRASSE@EXAMPLE.DE",
+        "strasse@example.de",
+        "STRAẞE@example.de",
+    ] {
+        let r = app.token(form, "long enough").await;
+        assert_eq!(r.status, 200, "{form}: {}", r.body);
+    }
+
+    // Zero-width and bidi characters make an address look like another: refused, naming it.
+    for invisible in [
+        "ann\u{200b}@example.com",
+        "an\u{200d}n@example.com",
+        "\u{feff}bob@example.com",
+        "bob\u{202e}@example.com",
+        "\u{2067}bob@example.com",
+        "bob\u{200f}@example.com",
+    ] {
+        let r = register(invisible).await;
+        r.assert_problem(422);
+        assert_eq!(r.body["errors"][0]["field"], "email", "{invisible:?}");
+    }
+    // At sign-in such an address is no account (no row can hold one since it is refused).
+    app.token("ann\u{200b}@example.com", "long enough")
+        .await
+        .assert_problem(401);
+    // Shown as registered (NFKC: the fullwidth form would read as ASCII), not case-folded.
+    let t = app.token("straße@example.de", "long enough").await;
+    let me = app
+        .get("/v1/users/me", t.body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(me.body["email"], "Straße@example.de");
+}
+
+/// A database migrated before V3 holds addresses without a canonical form when SQL could not
+/// compute it (non-ASCII): they still sign in as before, and get the form on that sign-in.
+#[tokio::test]
+async fn accounts_stored_before_canonical_emails_still_sign_in_and_then_count_as_taken() {
+    let app = spawn_app().await;
+    let hash = shared::auth::password::hash("long enough".into(), 4)
+        .await
+        .unwrap();
+    let id = Uuid::now_v7();
+    app.state
+        .db
+        .read("test.legacy_user", |c| {
+            let hash = hash.clone();
+            async move {
+                c.execute(
+                    "INSERT INTO users (id, email, password_hash) VALUES ($1, 'JÖRG@Example.de', $2)",
+                    &[&id, &hash],
+                )
+                .await
+            }
+        })
+        .await
+        .unwrap();
+    // The comparison that worked before (ASCII case-insensitive) still finds the row.
+    let r = app.token("jÖrg@example.DE", "long enough").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let canonical: Option<String> = app
+        .state
+        .db
+        .read("test.canonical", |c| async move {
+            c.query_one("SELECT email_canonical FROM users WHERE id = $1", &[&id])
+                .await?
+                .try_get(0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(canonical.as_deref(), Some("jörg@example.de"));
+    // From now on every look-alike form signs in, and none registers again.
+    assert_eq!(
+        app.token("JÖRG@EXAMPLE.DE", "long enough").await.status,
+        200
+    );
+    app.send(
+        Method::POST,
+        "/v1/auth/register",
+        None,
+        Some(json!({"email": "jörg@example.de", "password": "long enough"})),
+    )
+    .await
+    .assert_problem(409);
+}

@@ -17,4 +17,5 @@ mod logging;
 mod openapi;
 mod rate_limit;
 mod revocation;
+mod text_fields;
 mod users;

@@ -101,3 +101,56 @@ async fn users_me_read_change_and_delete() {
     // The other user is untouched.
     assert_eq!(app.get("/v1/users/me", &other.token).await.status, 200);
 }
+
+#[tokio::test]
+async fn an_email_change_uses_the_canonical_form() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let other = app.user().await;
+    let change = |email: String| {
+        app.patch(
+            "/v1/users/me",
+            &user.token,
+            json!({"email": email, "current_password": user.password}),
+        )
+    };
+    // The other user's address in fullwidth capitals is still theirs.
+    let fullwidth: String = other
+        .email
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => char::from_u32(c as u32 - 'a' as u32 + 0xFF21).unwrap(),
+            c => c,
+        })
+        .collect();
+    change(fullwidth).await.assert_problem(409);
+    let r = change("new\u{200b}name@example.com".into()).await;
+    r.assert_problem(422);
+    assert_eq!(r.body["errors"][0]["field"], "email");
+
+    let r = change("Groß@example.com".into()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["email"], "Groß@example.com");
+    assert_eq!(
+        app.token("GROSS@EXAMPLE.COM", &user.password).await.status,
+        200
+    );
+    // The old address is free again; the new one is taken in every form.
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(json!({"email": user.email, "password": "long enough"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    app.send(
+        Method::POST,
+        "/v1/auth/register",
+        None,
+        Some(json!({"email": "gross@example.com", "password": "long enough"})),
+    )
+    .await
+    .assert_problem(409);
+}

@@ -9,15 +9,20 @@ use std::sync::OnceLock;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::error::{ApiError, FieldError};
+use crate::{
+    error::{ApiError, FieldError},
+    validate::no_nul,
+};
 
 /// bcrypt reads at most 72 bytes; longer passwords are refused rather than silently truncated
 /// (two passwords sharing a 72-byte prefix would otherwise be equal).
 pub const MAX_PASSWORD_BYTES: usize = 72;
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
-/// Checks the length rules; the error names `field` so a form can show it next to the input.
+/// Checks the length rules and refuses NUL (see `no_nul` for why only NUL); the
+/// error names `field` so a form can show it next to the input.
 pub fn validate(field: &str, password: &str) -> Result<(), FieldError> {
+    no_nul(field, password)?;
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(FieldError::new(
             field,
@@ -101,6 +106,8 @@ mod tests {
         assert!(err.message.contains("72"));
         // Bytes, not characters: 25 three-byte characters are 75 bytes.
         assert!(validate("password", &"€".repeat(25)).is_err());
+        assert!(validate("password", "long enough\0").is_err());
+        assert!(validate("password", "tab\tand\u{1b}escape").is_ok());
     }
 
     #[tokio::test]

@@ -82,11 +82,22 @@ pub async fn get(db: &Db, user_id: Uuid, id: Uuid) -> Result<Option<Item>, DbErr
     .await
 }
 
-const LIST: &str = concat!(
+// Two statements, not one with `($2::uuid IS NULL OR id < $2)`: after five executions a
+// prepared statement may switch to PostgreSQL's generic plan, which is planned without knowing
+// whether $2 is NULL, so the OR cannot become an index bound; the index then only finds the
+// user's rows and every one newer than the cursor is read and filtered out (each page deeper
+// costs more). Separately, each statement's generic plan is an index range scan
+// (`generic_plans_of_the_list_statements_bound_the_index_scan` below checks it).
+const LIST_FIRST: &str = concat!(
     "SELECT ",
     columns!(),
-    " FROM items WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) \
-     ORDER BY id DESC LIMIT $3"
+    " FROM items WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+);
+
+const LIST_AFTER: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM items WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
 );
 
 /// Newest first; `before` is the id of the last item of the previous page. UUIDv7 ids sort
@@ -98,10 +109,17 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Item>, DbError> {
     db.read("items.list", |c| async move {
-        let stmt = c.prepare_cached(LIST).await?;
-        c.query(&stmt, &[&user_id, &before, &limit])
-            .await?
-            .iter()
+        let rows = match before {
+            None => {
+                let stmt = c.prepare_cached(LIST_FIRST).await?;
+                c.query(&stmt, &[&user_id, &limit]).await?
+            }
+            Some(before) => {
+                let stmt = c.prepare_cached(LIST_AFTER).await?;
+                c.query(&stmt, &[&user_id, &before, &limit]).await?
+            }
+        };
+        rows.iter()
             .map(Item::from_row)
             .collect::<Result<Vec<_>, _>>()
     })
@@ -147,4 +165,79 @@ pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> Result<bool, DbError> {
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The plan PostgreSQL uses for `sql` once a prepared statement has gone generic (after
+    /// five executions; forced here). PostgreSQL 15 has no `EXPLAIN (GENERIC_PLAN)`, hence
+    /// `PREPARE` + `EXPLAIN EXECUTE` under `plan_cache_mode = force_generic_plan`.
+    async fn generic_plan(
+        db: &Db,
+        sql: &'static str,
+        types: &'static str,
+        args: &'static str,
+    ) -> String {
+        db.read("test.explain", |c| async move {
+            c.batch_execute(&format!(
+                "SET plan_cache_mode = force_generic_plan; \
+                 PREPARE list_plan ({types}) AS {sql}"
+            ))
+            .await?;
+            let rows = c
+                .query(&format!("EXPLAIN EXECUTE list_plan ({args})"), &[])
+                .await?;
+            c.batch_execute("DEALLOCATE list_plan; RESET plan_cache_mode")
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get::<_, String>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|lines| lines.join("\n"))
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn generic_plans_of_the_list_statements_bound_the_index_scan() {
+        let url = crate::testing::create_database().await;
+        let db = Db::connect_lazy(&url, 1, Duration::from_secs(5)).unwrap();
+        db.migrate().await.unwrap();
+        // Enough rows, over enough users, that the planner prefers the index to a scan.
+        db.read("test.seed", |c| async move {
+            c.batch_execute(
+                "INSERT INTO users (id, email, password_hash) \
+                 SELECT gen_random_uuid(), 'u' || n || '@example.com', 'x' \
+                 FROM generate_series(1, 50) n; \
+                 INSERT INTO items (id, user_id, title) \
+                 SELECT gen_random_uuid(), u.id, 'item' \
+                 FROM users u, generate_series(1, 400); \
+                 ANALYZE users; ANALYZE items",
+            )
+            .await
+        })
+        .await
+        .unwrap();
+        let after = generic_plan(
+            &db,
+            LIST_AFTER,
+            "uuid, uuid, bigint",
+            "gen_random_uuid(), gen_random_uuid(), 20",
+        )
+        .await;
+        assert!(
+            after.contains("Index Cond: ((user_id = $1) AND (id < $2))"),
+            "the next-page query must bound the index scan by the cursor:\n{after}"
+        );
+        assert!(!after.contains("Filter"), "{after}");
+        let first = generic_plan(&db, LIST_FIRST, "uuid, bigint", "gen_random_uuid(), 20").await;
+        assert!(
+            first.contains("Index Cond: (user_id = $1)") && !first.contains("Sort"),
+            "{first}"
+        );
+    }
 }

@@ -9,7 +9,11 @@ use crate::db::{Db, DbError, PgError};
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: Uuid,
+    /// The address as shown (`auth::email::Email::address`).
     pub email: String,
+    /// The uniqueness and sign-in key (`auth::email::canonical`); `None` only for a non-ASCII
+    /// address stored before migration V3 that has not signed in since (see that migration).
+    pub email_canonical: Option<String>,
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -22,6 +26,7 @@ impl User {
         Ok(Self {
             id: row.try_get("id")?,
             email: row.try_get("email")?,
+            email_canonical: row.try_get("email_canonical")?,
             password_hash: row.try_get("password_hash")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -34,24 +39,38 @@ impl User {
 // string each time.
 macro_rules! columns {
     () => {
-        "id, email, password_hash, created_at, updated_at"
+        "id, email, email_canonical, password_hash, created_at, updated_at"
     };
 }
 
 const CREATE: &str = concat!(
-    "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING ",
+    "INSERT INTO users (id, email, email_canonical, password_hash) VALUES ($1, $2, $3, $4) \
+     RETURNING ",
     columns!()
 );
 
-/// Inserts a user; a duplicate email (any case) is a unique violation for the caller to map.
-pub async fn create(db: &Db, email: &str, password_hash: &str) -> Result<User, DbError> {
-    let (email, password_hash) = (email.to_owned(), password_hash.to_owned());
+/// An address to store: as shown, and its canonical form (`auth::email::Email` has both).
+#[derive(Debug, Clone, Copy)]
+pub struct NewEmail<'a> {
+    pub address: &'a str,
+    pub canonical: &'a str,
+}
+
+/// Inserts a user; an address whose canonical form is taken is a unique violation for the
+/// caller to map.
+pub async fn create(db: &Db, email: NewEmail<'_>, password_hash: &str) -> Result<User, DbError> {
+    let (address, canonical) = (email.address.to_owned(), email.canonical.to_owned());
+    let password_hash = password_hash.to_owned();
     db.write("users.create", move |tx| {
-        let (email, password_hash) = (email.clone(), password_hash.clone());
+        let (address, canonical) = (address.clone(), canonical.clone());
+        let password_hash = password_hash.clone();
         Box::pin(async move {
             let stmt = tx.prepare_cached(CREATE).await?;
             let row = tx
-                .query_one(&stmt, &[&Uuid::now_v7(), &email, &password_hash])
+                .query_one(
+                    &stmt,
+                    &[&Uuid::now_v7(), &address, &canonical, &password_hash],
+                )
                 .await?;
             User::from_row(&row)
         })
@@ -59,20 +78,43 @@ pub async fn create(db: &Db, email: &str, password_hash: &str) -> Result<User, D
     .await
 }
 
+// A canonical match first; else a row from before migration V3 that has no canonical form yet,
+// by the comparison that found it then (served by `users_email_lower_key`).
 const FIND_BY_EMAIL: &str = concat!(
     "SELECT ",
     columns!(),
-    " FROM users WHERE lower(email) = lower($1)"
+    " FROM users WHERE email_canonical = $1 \
+     OR (email_canonical IS NULL AND lower(email) = lower($2)) \
+     ORDER BY email_canonical IS NULL LIMIT 1"
 );
 
-pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, DbError> {
+/// The account `canonical` (`auth::email::canonical` of what was typed) belongs to; `typed`
+/// (trimmed) finds accounts stored before canonical forms existed.
+pub async fn find_by_email(db: &Db, canonical: &str, typed: &str) -> Result<Option<User>, DbError> {
     db.read("users.find_by_email", |c| async move {
         let stmt = c.prepare_cached(FIND_BY_EMAIL).await?;
-        c.query_opt(&stmt, &[&email])
+        c.query_opt(&stmt, &[&canonical, &typed])
             .await?
             .as_ref()
             .map(User::from_row)
             .transpose()
+    })
+    .await
+}
+
+const SET_CANONICAL: &str =
+    "UPDATE users SET email_canonical = $2 WHERE id = $1 AND email_canonical IS NULL";
+
+/// Stores the canonical form of an address saved before migration V3. A unique violation
+/// means a look-alike registered meanwhile; the caller leaves the row as it is.
+pub async fn set_canonical(db: &Db, id: Uuid, canonical: &str) -> Result<(), DbError> {
+    let canonical = canonical.to_owned();
+    db.write("users.set_canonical", move |tx| {
+        let canonical = canonical.clone();
+        Box::pin(async move {
+            let stmt = tx.prepare_cached(SET_CANONICAL).await?;
+            tx.execute(&stmt, &[&id, &canonical]).await.map(drop)
+        })
     })
     .await
 }
@@ -110,8 +152,9 @@ pub async fn credentials_changed_at(db: &Db, id: Uuid) -> Result<Option<Option<i
 
 const UPDATE: &str = concat!(
     "UPDATE users SET email = coalesce($2, email), \
-     password_hash = coalesce($3, password_hash), updated_at = now(), \
-     credentials_changed_at = CASE WHEN $3::text IS NULL THEN credentials_changed_at \
+     email_canonical = coalesce($3, email_canonical), \
+     password_hash = coalesce($4, password_hash), updated_at = now(), \
+     credentials_changed_at = CASE WHEN $4::text IS NULL THEN credentials_changed_at \
      ELSE now() END \
      WHERE id = $1 RETURNING ",
     columns!()
@@ -125,17 +168,20 @@ const REVOKE_API_KEYS: &str = "DELETE FROM api_keys WHERE user_id = $1";
 pub async fn update(
     db: &Db,
     id: Uuid,
-    email: Option<&str>,
+    email: Option<NewEmail<'_>>,
     password_hash: Option<&str>,
     revoke_api_keys: bool,
 ) -> Result<Option<User>, DbError> {
-    let (email, password_hash) = (email.map(str::to_owned), password_hash.map(str::to_owned));
+    let address = email.map(|e| e.address.to_owned());
+    let canonical = email.map(|e| e.canonical.to_owned());
+    let password_hash = password_hash.map(str::to_owned);
     db.write("users.update", move |tx| {
-        let (email, password_hash) = (email.clone(), password_hash.clone());
+        let (address, canonical) = (address.clone(), canonical.clone());
+        let password_hash = password_hash.clone();
         Box::pin(async move {
             let stmt = tx.prepare_cached(UPDATE).await?;
             let user = tx
-                .query_opt(&stmt, &[&id, &email, &password_hash])
+                .query_opt(&stmt, &[&id, &address, &canonical, &password_hash])
                 .await?
                 .as_ref()
                 .map(User::from_row)

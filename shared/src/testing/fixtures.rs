@@ -168,7 +168,8 @@ pub async fn user_with_token(state: &AppState) -> (Uuid, String) {
     let hash = crate::auth::password::hash("lambda password".into(), 4)
         .await
         .unwrap();
-    let user = crate::repo::users::create(&state.db, &email, &hash)
+    let email = crate::auth::email::parse("email", &email).unwrap();
+    let user = crate::repo::users::create(&state.db, email.as_new(), &hash)
         .await
         .unwrap();
     (user.id, state.auth.jwt.issue(user.id).unwrap())
