@@ -11,14 +11,23 @@
 # Functions (messages go to stderr, so stdout stays clean for $(...)):
 #   need_apt_packages PKG...       install missing Debian packages
 #   pg_bin_dir                     print newest /usr/lib/postgresql/<ver>/bin
-#   pg_start DATADIR PORT [test|dev]
+#   pg_start DATADIR PORT [test|dev] [TLS_DIR]
 #                                  init (if needed) + start a cluster on
 #                                  127.0.0.1:PORT; sets BASALT_PG_STARTED=1 if
-#                                  this call started it, 0 if it was already up
+#                                  this call started it, 0 if it was already up;
+#                                  with TLS_DIR (see tls_test_certs) it also
+#                                  speaks TLS with TLS_DIR/server.{crt,key}
 #   pg_stop DATADIR                fast shutdown; no-op if not running
-#   redis_start PORT [DIR]         start a non-persistent redis on
-#                                  127.0.0.1:PORT; sets BASALT_REDIS_STARTED
+#   redis_start PORT [DIR] [TLS_DIR]
+#                                  start a non-persistent redis on
+#                                  127.0.0.1:PORT; sets BASALT_REDIS_STARTED;
+#                                  with TLS_DIR it speaks only TLS on PORT
+#                                  (also on [::1] where there is one)
 #   redis_stop PORT [DIR]          stop the redis started with that DIR
+#   tls_test_certs DIR             a throwaway CA (DIR/ca.crt), a server
+#                                  certificate it signed for DNS:localhost only
+#                                  (DIR/server.crt, server.key), and an
+#                                  unrelated CA (DIR/other-ca.crt)
 #   free_port                      print a currently free 127.0.0.1 TCP port
 #
 # Environment honoured:
@@ -161,8 +170,8 @@ _pg_is_running() {
 }
 
 pg_start() {
-  local datadir=${1:?usage: pg_start DATADIR PORT [test|dev]} port=${2:?usage: pg_start DATADIR PORT [test|dev]}
-  local tuning=${3:-${BASALT_PG_TUNING:-dev}} bindir
+  local datadir=${1:?usage: pg_start DATADIR PORT [test|dev] [TLS_DIR]} port=${2:?usage: pg_start DATADIR PORT [test|dev] [TLS_DIR]}
+  local tuning=${3:-${BASALT_PG_TUNING:-dev}} tls_dir=${4:-} bindir
   tuning=${tuning#--}
   case ${tuning} in test | dev) ;; *) _svc_log "pg_start: tuning must be test or dev, got '${tuning}'"; return 1 ;; esac
   BASALT_PG_STARTED=0
@@ -228,12 +237,26 @@ pg_start() {
     _svc_log "data dir path too long for a unix socket; PostgreSQL will listen on TCP only"
     sockdir=""
   fi
+  if [[ -n ${tls_dir} ]]; then
+    # PostgreSQL refuses a key that others may read, or that another user owns.
+    local f
+    for f in server.crt server.key; do
+      install -m 0600 "${tls_dir}/${f}" "${datadir}/${f}" || return 1
+      if [[ ${EUID} -eq 0 ]]; then chown postgres:postgres "${datadir}/${f}" || return 1; fi
+    done
+  fi
   {
     echo "# Written by scripts/lib/services.sh on every start; edits are overwritten."
     echo "listen_addresses = '127.0.0.1'"
     echo "port = ${port}"
     echo "unix_socket_directories = $(_pg_conf_quote "${sockdir}")"
     echo "max_connections = 200"
+    if [[ -n ${tls_dir} ]]; then
+      # Plain connections stay allowed (trust auth on loopback): TLS is the client's choice.
+      echo "ssl = on"
+      echo "ssl_cert_file = 'server.crt'"
+      echo "ssl_key_file = 'server.key'"
+    fi
     if [[ ${tuning} == test ]]; then
       # Data is thrown away after the run: trade crash-safety for speed.
       echo "fsync = off"
@@ -243,7 +266,7 @@ pg_start() {
   } >"${datadir}/basalt.conf" || return 1
   [[ ${EUID} -eq 0 ]] && chown postgres:postgres "${datadir}/basalt.conf"
 
-  _svc_log "starting PostgreSQL on 127.0.0.1:${port} (${tuning} tuning, data ${datadir})"
+  _svc_log "starting PostgreSQL on 127.0.0.1:${port} (${tuning} tuning${tls_dir:+, TLS}, data ${datadir})"
   # pg_ctl detaches the postmaster into its own session, so a Ctrl-C in the
   # caller's terminal does not reach it: our callers stop it explicitly.
   if ! _pg_as_owner "${bindir}/pg_ctl" -D "${datadir}" -l "${datadir}/server.log" -w -t 60 start >/dev/null 2>&1; then
@@ -293,10 +316,13 @@ pg_stop() {
 
 _redis_dir() { printf '%s\n' "${2:-${TMPDIR:-/tmp}/basalt-redis-$1}"; }
 
-# PING over redis-cli, or raw RESP over /dev/tcp when redis-cli is absent.
+# PING over redis-cli, or raw RESP over /dev/tcp when redis-cli is absent; with
+# TLS_DIR over TLS, trusting TLS_DIR/ca.crt (redis-cli only).
 _redis_ping() {
-  local port=$1 reply=""
-  if command -v redis-cli >/dev/null 2>&1; then
+  local port=$1 tls_dir=${2:-} reply=""
+  if [[ -n ${tls_dir} ]]; then
+    reply=$(timeout 2 redis-cli --tls --cacert "${tls_dir}/ca.crt" -h 127.0.0.1 -p "${port}" ping 2>/dev/null) || return 1
+  elif command -v redis-cli >/dev/null 2>&1; then
     reply=$(timeout 2 redis-cli -h 127.0.0.1 -p "${port}" ping 2>/dev/null) || return 1
   else
     # shellcheck disable=SC2016 # $1 is expanded by the inner bash
@@ -325,16 +351,28 @@ _redis_log_tail() {
 }
 
 redis_start() {
-  local port=${1:?usage: redis_start PORT [DIR]} dir i
+  local port=${1:?usage: redis_start PORT [DIR] [TLS_DIR]} tls_dir=${3:-} dir i
   dir=$(_redis_dir "$@")
   BASALT_REDIS_STARTED=0
   if ! command -v redis-server >/dev/null 2>&1; then
     need_apt_packages redis-server || return 1
   fi
+  # TLS pings need redis-cli (Debian's redis-tools, which redis-server depends on).
+  if [[ -n ${tls_dir} ]] && ! command -v redis-cli >/dev/null 2>&1; then
+    need_apt_packages redis-tools || return 1
+  fi
+  local listen=(--bind 127.0.0.1 --port "${port}")
+  if [[ -n ${tls_dir} ]]; then
+    # TLS only (port 0 closes the plain port); `-::1` binds [::1] too where it exists, for
+    # clients that resolve localhost to it first. No client certificates are asked for.
+    listen=(--bind 127.0.0.1 -::1 --port 0 --tls-port "${port}"
+      --tls-cert-file "${tls_dir}/server.crt" --tls-key-file "${tls_dir}/server.key"
+      --tls-ca-cert-file "${tls_dir}/ca.crt" --tls-auth-clients no)
+  fi
   mkdir -p "${dir}" || return 1
   dir=$(CDPATH="" cd "${dir}" && pwd -P) || return 1
 
-  if _redis_pid "${dir}" "${port}" >/dev/null && _redis_ping "${port}"; then
+  if _redis_pid "${dir}" "${port}" >/dev/null && _redis_ping "${port}" "${tls_dir}"; then
     _svc_log "Redis from ${dir} already running on port ${port}; reusing it (will not stop it)"
     return 0
   fi
@@ -343,20 +381,20 @@ redis_start() {
     return 1
   fi
 
-  _svc_log "starting Redis on 127.0.0.1:${port} (no persistence, files in ${dir})"
+  _svc_log "starting Redis on 127.0.0.1:${port} (${tls_dir:+TLS only, }no persistence, files in ${dir})"
   # No persistence: it is a cache/rate-limit store for tests and dev.
   # Backgrounded under setsid rather than --daemonize: we learn its pid at
   # once (a daemon forks before binding, so a taken port would only show up
   # as a PING timeout), and its own session keeps a Ctrl-C in the caller's
   # terminal away from it, so the caller decides when it stops.
   local pid
-  setsid redis-server --bind 127.0.0.1 --port "${port}" --save '' --appendonly no \
+  setsid redis-server "${listen[@]}" --save '' --appendonly no \
     --daemonize no --dir "${dir}" --pidfile "${dir}/redis-${port}.pid" \
     --logfile "${dir}/redis-${port}.log" </dev/null >/dev/null 2>&1 &
   pid=$!
 
   for ((i = 0; i < 50; i++)); do
-    if _redis_ping "${port}"; then
+    if _redis_ping "${port}" "${tls_dir}"; then
       # shellcheck disable=SC2034 # read by the caller to know what to stop
       BASALT_REDIS_STARTED=1
       return 0
@@ -392,6 +430,46 @@ redis_stop() {
   rm -f "${dir}/redis-${port}.pid"
 }
 
+# ----------------------------------------------------------------------- TLS
+
+tls_test_certs() {
+  local dir=${1:?usage: tls_test_certs DIR} ca
+  command -v openssl >/dev/null 2>&1 || need_apt_packages openssl || return 1
+  mkdir -p "${dir}" || return 1
+  # Extensions spelled out, not left to the system's openssl.cnf: webpki (rustls) insists on
+  # a CA:TRUE root and a server certificate with a subjectAltName.
+  cat >"${dir}/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+  # P-256 keys: generated at once, unlike RSA, and spoken by every client involved.
+  local key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  for ca in ca other-ca; do
+    openssl req -x509 -config "${dir}/openssl.cnf" -extensions ca "${key[@]}" -days 2 \
+      -subj "/CN=Basalt test ${ca}" -keyout "${dir}/${ca}.key" -out "${dir}/${ca}.crt" 2>/dev/null \
+      || { _svc_log "openssl could not make the test CA ${ca}"; return 1; }
+  done
+  { openssl req -new -config "${dir}/openssl.cnf" "${key[@]}" -subj "/CN=localhost" \
+      -keyout "${dir}/server.key" -out "${dir}/server.csr" 2>/dev/null \
+    && openssl x509 -req -in "${dir}/server.csr" -CA "${dir}/ca.crt" -CAkey "${dir}/ca.key" \
+      -set_serial "0x$(openssl rand -hex 16)" -days 2 -extfile "${dir}/openssl.cnf" \
+      -extensions server -out "${dir}/server.crt" 2>/dev/null; } \
+    || { _svc_log "openssl could not make the test server certificate"; return 1; }
+  chmod 0600 "${dir}"/*.key
+}
+
 # ---------------------------------------------------------------------- misc
 
 free_port() {
@@ -417,9 +495,9 @@ free_port() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
   case ${1:-} in
-    need_apt_packages | pg_bin_dir | pg_start | pg_stop | redis_start | redis_stop | free_port) "$@" ;;
+    need_apt_packages | pg_bin_dir | pg_start | pg_stop | redis_start | redis_stop | tls_test_certs | free_port) "$@" ;;
     *)
-      echo "usage: $0 {need_apt_packages|pg_bin_dir|pg_start|pg_stop|redis_start|redis_stop|free_port} ARGS..." >&2
+      echo "usage: $0 {need_apt_packages|pg_bin_dir|pg_start|pg_stop|redis_start|redis_stop|tls_test_certs|free_port} ARGS..." >&2
       exit 2
       ;;
   esac

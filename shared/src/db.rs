@@ -17,11 +17,11 @@
 //! Every [`DbError`] names the operation it failed in, including a row that does not decode
 //! (repositories use `Row::try_get`, so a renamed column is an error, not a panic).
 
-use std::{future::Future, pin::Pin, str::FromStr, time::Duration};
+use std::{future::Future, pin::Pin, time::Duration};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 use tokio::time::Instant;
-use tokio_postgres::{NoTls, error::SqlState};
+use tokio_postgres::error::SqlState;
 
 use crate::{config::DatabaseSettings, migrations::MigrationError};
 
@@ -244,13 +244,17 @@ impl Db {
         Self::connect_lazy(settings.url(), settings.pool_max, settings.slow_query)
     }
 
+    /// Like [`Db::new`], from a connection string (`sslmode`/`sslrootcert` honoured as libpq
+    /// does, see `crate::tls`).
     pub fn connect_lazy(url: &str, max_size: usize, slow: Duration) -> Result<Self, DbError> {
         let config_error = |reason: String| DbError {
             op: "db.connect",
             failure: DbFailure::Config(reason),
         };
-        let mut pg = tokio_postgres::Config::from_str(url)
-            .map_err(|e| config_error(format!("DATABASE_URL: {e}")))?;
+        // The TLS connector reads `sslrootcert` now (a bad file stops start-up) but builds its
+        // rustls configuration only on the first TLS handshake.
+        let (mut pg, tls) =
+            crate::tls::postgres(url).map_err(|e| config_error(format!("DATABASE_URL: {e}")))?;
         if pg.get_application_name().is_none() {
             pg.application_name("basalt");
         }
@@ -259,7 +263,7 @@ impl Db {
         }
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 // `Fast` checks only that the connection task is alive; a connection that died
                 // unnoticed (e.g. while a Lambda container was frozen) fails its first use with

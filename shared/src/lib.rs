@@ -9,6 +9,7 @@
 //!   start on bad values, naming the variable.
 //! - [`telemetry`]: tracing subscriber (JSON or pretty, `RUST_LOG`).
 //! - [`migrations`]: `migrations/*.sql` embedded and applied by refinery.
+//! - [`tls`]: rustls for PostgreSQL (libpq's `sslmode` semantics) and `rediss://`.
 //! - [`db`]: the pool and the single retrying, timed entry point for every query.
 //! - [`error`]: `ApiError` and the RFC 9457 `Problem` body.
 //! - [`repo`]: SQL per table, always scoped to the owning user. [`validate`]: the characters
@@ -41,6 +42,7 @@ pub mod telemetry;
 pub mod testing;
 #[cfg(test)]
 mod tidy;
+pub mod tls;
 pub mod validate;
 pub mod views;
 

@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 /// Bottom-up; modules on one line must not use each other.
 const LAYERS: &[&[&str]] = &[
     &["config"],
-    &["telemetry", "migrations"],
+    &["telemetry", "migrations", "tls"],
     &["db"],
     &["error"],
     &["repo", "validate"],

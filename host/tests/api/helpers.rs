@@ -171,7 +171,7 @@ impl std::io::Write for LogWriter {
     }
 }
 
-fn capture_logs() {
+pub(crate) fn capture_logs() {
     shared::telemetry::init_with_writer(shared::config::LogFormat::Json, || LogWriter);
 }
 

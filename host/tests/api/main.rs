@@ -18,4 +18,5 @@ mod openapi;
 mod rate_limit;
 mod revocation;
 mod text_fields;
+mod tls;
 mod users;

@@ -7,8 +7,10 @@
 //! what it uses: the API needs every part ([`Config`]), while the worker builds
 //! [`DatabaseSettings`] and a [`LogFormat`] and starts without `JWT_SECRET`.
 //!
-//! - [`database`]: `DATABASE_URL`, `DB_POOL_MAX`, `SLOW_QUERY_MS`.
-//! - [`rate_limit`]: `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_KEY_PREFIX`, `RATE_LIMIT_*`.
+//! - [`database`]: `DATABASE_URL` (and its `sslmode`, `sslrootcert`), `DB_POOL_MAX`,
+//!   `SLOW_QUERY_MS`.
+//! - [`rate_limit`]: `REDIS_URL`, `REDIS_CA_CERT`, `REDIS_TIMEOUT_MS`, `REDIS_KEY_PREFIX`,
+//!   `RATE_LIMIT_*`.
 //! - [`auth`]: `JWT_SECRET`, `JWT_TTL_SECONDS`, `BCRYPT_COST`.
 //! - [`http`]: `BIND_ADDR`, `BODY_LIMIT_BYTES`, `REQUEST_TIMEOUT_SECONDS`,
 //!   `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
@@ -38,6 +40,9 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    /// Like `Invalid`, for a value that must not be printed (a URL holding a password).
+    #[error("{name} is not valid: {reason}")]
+    InvalidSecret { name: &'static str, reason: String },
     #[error(
         "JWT_SECRET is {len} bytes; at least {MIN_JWT_SECRET_BYTES} are required \
          (generate one with `openssl rand -base64 48`, or set BASALT_DEV=1 for local development only)"
@@ -371,5 +376,47 @@ mod tests {
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains(SECRET.1), "{debug}");
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_are_refused_naming_the_variable() {
+        let err = config(&[
+            ("DATABASE_URL", "postgres://u:hunter2@db/app?sslmode=verify"),
+            SECRET,
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("DATABASE_URL is not valid: "), "{err}");
+        assert!(
+            err.contains("verify-full") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let c = config(&[
+            (
+                "DATABASE_URL",
+                "postgres://u:hunter2@db/app?sslmode=verify-full&sslrootcert=/ca.pem",
+            ),
+            SECRET,
+        ])
+        .unwrap();
+        assert!(c.database.url().contains("sslrootcert"), "kept for Db");
+        // A CA for Redis only means something to a rediss:// URL.
+        for redis in [None, Some("redis://cache:6379")] {
+            let mut vars = vec![URL, SECRET, ("REDIS_CA_CERT", "/ca.pem")];
+            vars.extend(redis.map(|u| ("REDIS_URL", u)));
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.starts_with("REDIS_CA_CERT="), "{err}");
+        }
+        let c = config(&[
+            URL,
+            SECRET,
+            ("REDIS_URL", "rediss://cache:6380"),
+            ("REDIS_CA_CERT", "/ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.rate_limit.redis_ca_cert.as_deref(),
+            Some("/ca.pem".as_ref())
+        );
     }
 }

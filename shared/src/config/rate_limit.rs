@@ -1,9 +1,9 @@
-//! Rate limiting: `REDIS_URL`, `REDIS_TIMEOUT_MS`, `REDIS_KEY_PREFIX`, `RATE_LIMIT_DEFAULT`,
-//! `RATE_LIMIT_AUTH`, `RATE_LIMIT_ACCOUNT`, `RATE_LIMIT_OVERRIDES`.
+//! Rate limiting: `REDIS_URL`, `REDIS_CA_CERT`, `REDIS_TIMEOUT_MS`, `REDIS_KEY_PREFIX`,
+//! `RATE_LIMIT_DEFAULT`, `RATE_LIMIT_AUTH`, `RATE_LIMIT_ACCOUNT`, `RATE_LIMIT_OVERRIDES`.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{ConfigError, Env, invalid};
 
@@ -13,6 +13,9 @@ use super::{ConfigError, Env, invalid};
 pub struct RateLimitSettings {
     /// Unset: rate limiting runs in memory only (per process). May carry a password.
     pub redis_url: Option<SecretString>,
+    /// PEM file of the CA(s) that a `rediss://` server's certificate must chain to, instead of
+    /// the platform's roots (a private CA; ElastiCache's certificates need none).
+    pub redis_ca_cert: Option<PathBuf>,
     /// How long a rate-limit decision may wait for Redis before the in-memory limiter decides
     /// instead: a slow Redis must not become a slow API.
     pub redis_timeout: Duration,
@@ -23,8 +26,24 @@ pub struct RateLimitSettings {
 
 impl RateLimitSettings {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let redis_url = env.get("REDIS_URL").map(SecretString::from);
+        let redis_ca_cert = env.get("REDIS_CA_CERT").map(PathBuf::from);
+        // A CA for a connection that is not TLS would be silently ignored: say so instead.
+        let tls = redis_url
+            .as_ref()
+            .is_some_and(|u| u.expose_secret().starts_with("rediss://"));
+        if let Some(path) = &redis_ca_cert
+            && !tls
+        {
+            return Err(invalid(
+                "REDIS_CA_CERT",
+                &path.display().to_string(),
+                "only used with a rediss:// REDIS_URL",
+            ));
+        }
         Ok(Self {
-            redis_url: env.get("REDIS_URL").map(SecretString::from),
+            redis_url,
+            redis_ca_cert,
             redis_timeout: Duration::from_millis(env.positive_or("REDIS_TIMEOUT_MS", 20u64)?),
             redis_key_prefix: env
                 .get("REDIS_KEY_PREFIX")

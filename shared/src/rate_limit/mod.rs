@@ -85,6 +85,7 @@ impl RateLimiter {
             None => None,
             Some(url) => Some(RedisStore::new(
                 url.expose_secret(),
+                settings.redis_ca_cert.as_deref(),
                 settings.redis_timeout,
             )?),
         };

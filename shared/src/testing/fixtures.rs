@@ -3,11 +3,12 @@
 //!
 //! Tests need real servers: `scripts/test` starts them and exports
 //! `BASALT_TEST_DATABASE_URL` (an admin URL on which each test creates its own database, so
-//! tests run in parallel without seeing each other's rows) and `BASALT_TEST_REDIS_URL`.
+//! tests run in parallel without seeing each other's rows) and `BASALT_TEST_REDIS_URL`; for
+//! the TLS tests (the same PostgreSQL, which also speaks TLS, and a second, TLS-only Redis)
+//! `BASALT_TEST_TLS_CA`, `BASALT_TEST_TLS_OTHER_CA` and `BASALT_TEST_REDIS_TLS_URL`.
 
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::{
@@ -42,6 +43,43 @@ pub fn redis_url() -> String {
     })
 }
 
+/// A test variable that `scripts/test` exports, or a panic naming it.
+fn exported(var: &str, what: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set. These tests need {what}: run `scripts/test`, which makes a \
+             throwaway CA, starts PostgreSQL with TLS and a TLS Redis, and exports it"
+        )
+    })
+}
+
+/// PEM file of the CA that signed the test servers' certificate (valid for `localhost` only).
+pub fn tls_ca() -> String {
+    exported("BASALT_TEST_TLS_CA", "the test servers' CA")
+}
+
+/// PEM file of a CA that signed nothing the tests talk to.
+pub fn other_ca() -> String {
+    exported("BASALT_TEST_TLS_OTHER_CA", "a second, unrelated CA")
+}
+
+/// The TLS-only test Redis (`rediss://localhost:<port>`), whose certificate [`tls_ca`] signed.
+pub fn redis_tls_url() -> String {
+    exported("BASALT_TEST_REDIS_TLS_URL", "a Redis that speaks TLS")
+}
+
+/// `database_url`'s database, user and port, reached at `host` with `params` (e.g.
+/// `sslmode=verify-full&sslrootcert=…`) as the query.
+pub fn tls_url(database_url: &str, host: &str, params: &str) -> String {
+    let config: tokio_postgres::Config = database_url.parse().unwrap();
+    format!(
+        "postgres://{}@{host}:{}/{}?{params}",
+        config.get_user().unwrap(),
+        config.get_ports()[0],
+        config.get_dbname().unwrap(),
+    )
+}
+
 /// A key prefix no other test uses, so tests can share one Redis.
 pub fn redis_key_prefix() -> String {
     format!("test-{}", Uuid::new_v4().simple())
@@ -68,13 +106,26 @@ impl std::io::Write for CapturedLogs {
     }
 }
 
+/// One session outside any pool, through the connector `Db` uses (so a test URL with
+/// `sslmode=verify-full` works here too), and the task driving it: await it after dropping
+/// the client to know the session has ended.
+pub async fn connect(
+    database_url: &str,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
+    let (config, tls) = crate::tls::postgres(database_url)?;
+    let (client, conn) = config.connect(tls).await.map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok((client, driver))
+}
+
 /// Creates an empty database with a unique name and returns its URL.
 pub async fn create_database() -> String {
     let admin = admin_url();
-    let (client, conn) = tokio_postgres::connect(&admin, NoTls)
+    let (client, driver) = connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {ADMIN_URL_VAR}={admin}: {e}"));
-    let driver = tokio::spawn(conn);
     let name = format!("basalt_test_{}", Uuid::new_v4().simple());
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -125,8 +176,7 @@ pub async fn state_with(adjust: impl FnOnce(Config) -> Config) -> AppState {
 
 /// How many sessions are connected to the database of `database_url`, this one included.
 pub async fn backends(database_url: &str) -> i64 {
-    let (client, conn) = tokio_postgres::connect(database_url, NoTls).await.unwrap();
-    let driver = tokio::spawn(conn);
+    let (client, driver) = connect(database_url).await.unwrap();
     let n = client
         .query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()",
@@ -143,8 +193,7 @@ pub async fn backends(database_url: &str) -> i64 {
 /// Terminates every other backend connected to the state's database, as an administrator or
 /// a failover would, to exercise reconnection.
 pub async fn terminate_connections(database_url: &str) -> u64 {
-    let (client, conn) = tokio_postgres::connect(database_url, NoTls).await.unwrap();
-    let driver = tokio::spawn(conn);
+    let (client, driver) = connect(database_url).await.unwrap();
     let n = client
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \

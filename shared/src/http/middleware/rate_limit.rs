@@ -162,6 +162,7 @@ mod tests {
         };
         let settings = RateLimitSettings {
             redis_url: None,
+            redis_ca_cert: None,
             redis_timeout: Duration::from_millis(20),
             redis_key_prefix: "unit".into(),
             limits: RateLimits {
