@@ -19,6 +19,21 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// Claims as this deployment issues them (default `JWT_ISSUER` and `JWT_AUDIENCE`), with
+/// `changes` applied: a `null` removes a claim.
+fn claims(sub: &str, iat: u64, exp: u64, changes: Value) -> Value {
+    let mut claims =
+        json!({"sub": sub, "iat": iat, "exp": exp, "iss": "basalt", "aud": "basalt-api"});
+    let map = claims.as_object_mut().unwrap();
+    for (name, value) in changes.as_object().unwrap() {
+        match value {
+            Value::Null => map.remove(name),
+            v => map.insert(name.clone(), v.clone()),
+        };
+    }
+    claims
+}
+
 fn sign(claims: Value, alg: Algorithm, secret: &str) -> String {
     jsonwebtoken::encode(
         &Header::new(alg),
@@ -139,51 +154,54 @@ async fn jwt_edge_cases_are_all_401() {
     let secret = testing::TEST_JWT_SECRET;
     let sub = user.id.to_string();
     let t = now();
+    let valid = |changes: Value| claims(&sub, t, t + 600, changes);
+    let hs256 = |changes: Value| sign(valid(changes), Algorithm::HS256, secret);
     let none_header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let none_claims = B64.encode(json!({"sub": sub, "iat": t, "exp": t + 600}).to_string());
+    let none_claims = B64.encode(valid(json!({})).to_string());
     let mut tampered: Vec<String> = user.token.split('.').map(str::to_owned).collect();
-    tampered[1] = B64.encode(json!({"sub": Uuid::now_v7(), "iat": t, "exp": t + 600}).to_string());
+    tampered[1] =
+        B64.encode(claims(&Uuid::now_v7().to_string(), t, t + 600, json!({})).to_string());
 
     let cases = [
         ("alg none", format!("{none_header}.{none_claims}.")),
-        (
-            "HS512",
-            sign(
-                json!({"sub": sub, "iat": t, "exp": t + 600}),
-                Algorithm::HS512,
-                secret,
-            ),
-        ),
-        (
-            "expired",
-            sign(
-                json!({"sub": sub, "iat": t - 1000, "exp": t - 60}),
-                Algorithm::HS256,
-                secret,
-            ),
-        ),
-        (
-            "missing exp",
-            sign(json!({"sub": sub, "iat": t}), Algorithm::HS256, secret),
-        ),
+        ("HS512", sign(valid(json!({})), Algorithm::HS512, secret)),
+        ("expired", hs256(json!({"iat": t - 1000, "exp": t - 60}))),
+        ("missing exp", hs256(json!({"exp": null}))),
         (
             "wrong key",
             sign(
-                json!({"sub": sub, "iat": t, "exp": t + 600}),
+                valid(json!({})),
                 Algorithm::HS256,
                 "a-completely-different-secret-value",
             ),
         ),
         ("tampered", tampered.join(".")),
         ("garbage", "not.a.jwt".to_owned()),
+        // RFC 8725: `nbf` is honoured when present, an `iat` in the future is not believed,
+        // and a token must name this issuer and this API as its audience.
+        ("nbf in the future", hs256(json!({"nbf": t + 3600}))),
+        ("nbf not a number", hs256(json!({"nbf": "yesterday"}))),
+        ("iat in the future", hs256(json!({"iat": t + 3600}))),
+        ("missing iss", hs256(json!({"iss": null}))),
+        (
+            "wrong iss",
+            hs256(json!({"iss": "https://elsewhere.example"})),
+        ),
+        ("missing aud", hs256(json!({"aud": null}))),
+        ("wrong aud", hs256(json!({"aud": "another-api"}))),
+        ("wrong aud list", hs256(json!({"aud": ["another-api"]}))),
     ];
-    // Control: a token we sign the same way is accepted, so the failures below are the edge cases.
-    let good = sign(
-        json!({"sub": sub, "iat": t, "exp": t + 600}),
-        Algorithm::HS256,
-        secret,
-    );
-    assert_eq!(app.get("/v1/users/me", &good).await.status, 200);
+    // Control: tokens we sign the same way are accepted (a past `nbf` and a current `iat`
+    // included), so the failures below are the edge cases.
+    for good in [
+        hs256(json!({})),
+        hs256(json!({"nbf": t - 10, "iat": t + 2})),
+        hs256(json!({"aud": ["another-api", "basalt-api"]})),
+    ] {
+        let r = app.get("/v1/users/me", &good).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let good = hs256(json!({}));
     for (name, token) in &cases {
         let r = app.get("/v1/users/me", token).await;
         assert_eq!(r.status, 401, "{name}: {}", r.body);

@@ -69,7 +69,7 @@ impl Authenticator {
     pub fn new(settings: &AuthSettings, db: Db) -> Result<Self, jsonwebtoken::errors::Error> {
         Ok(Self {
             db,
-            jwt: JwtKeys::new(&settings.jwt_secret, settings.jwt_ttl)?,
+            jwt: JwtKeys::new(settings)?,
             known_users: KnownUsers::default(),
             verified_keys: VerifiedKeys::default(),
         })
