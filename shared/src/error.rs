@@ -6,7 +6,7 @@
 //! from elsewhere (axum's 405, tower-http's 408/413, a caught panic) into the same format, so
 //! it is the only code in the workspace that writes problem+json.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, time::Duration};
 
 use aide::{
     generate::GenContext,
@@ -88,6 +88,8 @@ pub struct ApiError {
     detail: Option<String>,
     errors: Vec<FieldError>,
     source: Option<anyhow::Error>,
+    /// Sent as `Retry-After` (whole seconds, at least 1): when asking again makes sense.
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -97,6 +99,7 @@ impl ApiError {
             detail: Some(detail.into()),
             errors: Vec::new(),
             source: None,
+            retry_after: None,
         }
     }
 
@@ -127,6 +130,7 @@ impl ApiError {
             detail: Some("the request has invalid fields".into()),
             errors,
             source: None,
+            retry_after: None,
         }
     }
 
@@ -137,6 +141,7 @@ impl ApiError {
             detail: None,
             errors: Vec::new(),
             source: Some(source.into()),
+            retry_after: None,
         }
     }
 
@@ -147,6 +152,17 @@ impl ApiError {
             detail: None,
             errors: Vec::new(),
             source: Some(source.into()),
+            retry_after: None,
+        }
+    }
+
+    /// 503 because this process is at capacity for some work (bcrypt), not because anything
+    /// is broken: `Retry-After` says when to try again, and nothing is logged as an error
+    /// (the request log line records the status).
+    pub fn overloaded(detail: impl Into<String>, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
         }
     }
 
@@ -186,6 +202,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(after) = self.retry_after {
+            // Whole seconds rounded up: "0" would invite an immediate retry.
+            let secs = after.as_micros().div_ceil(1_000_000).max(1) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response.extensions_mut().insert(problem);
         response

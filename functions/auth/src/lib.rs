@@ -3,6 +3,9 @@
 //! Routes (both public — on `shared::http::PUBLIC_ROUTES`):
 //! - `POST /v1/auth/register` — create an account; 201 with the user, 409 if the email is taken.
 //! - `POST /v1/auth/token` — exchange email and password for an access token.
+//!
+//! Both spend a bcrypt hash or verification; when every core is already hashing they answer
+//! 503 with `Retry-After` (see `shared::auth::password`).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -52,11 +55,11 @@ async fn register(
     let Some(email) = email.filter(|_| errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
-    let hash = password::hash(
-        SecretString::from(body.password),
-        state.config.auth.bcrypt_cost,
-    )
-    .await?;
+    let hash = state
+        .auth
+        .passwords
+        .hash(SecretString::from(body.password))
+        .await?;
     match users::create(&state.db, &email, &hash).await {
         Ok(user) => Ok(Created(user.into())),
         Err(e) if e.is_unique_violation() => Err(ApiError::conflict(
@@ -86,19 +89,17 @@ async fn token(
         return Err(denied());
     }
     let user = users::find_by_email(&state.db, body.email.trim()).await?;
-    let (user_id, hash) = match user {
-        Some(u) => (Some(u.id), Some(u.password_hash)),
-        None => (None, None),
-    };
     // Unknown emails still pay one bcrypt verification: no timing oracle.
-    let ok = password::verify(
-        SecretString::from(body.password),
-        hash,
-        state.config.auth.bcrypt_cost,
-    )
-    .await?;
-    let user_id = user_id.filter(|_| ok).ok_or_else(denied)?;
-    let access_token = state.auth.jwt.issue(user_id).map_err(ApiError::internal)?;
+    let ok = state
+        .auth
+        .passwords
+        .verify(
+            SecretString::from(body.password),
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await?;
+    let user = user.filter(|_| ok).ok_or_else(denied)?;
+    let access_token = state.auth.jwt.issue(user.id).map_err(ApiError::internal)?;
     Ok(Json(TokenResponse {
         access_token,
         token_type: "Bearer",

@@ -1,7 +1,8 @@
 //! Sign-up, sign-in and bearer-token authentication: validation, uniform refusals, JWT edge
-//! cases, and the lock-out of users deleted while their token is still valid.
+//! cases, the lock-out of users deleted while their token is still valid, and the bound on
+//! concurrent bcrypt work.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 use shared::testing;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -239,4 +240,84 @@ async fn a_user_deleted_by_another_replica_is_locked_out_within_the_cache_ttl() 
     tokio::time::sleep(shared::auth::known_users::TTL + std::time::Duration::from_millis(100))
         .await;
     app.get("/v1/items", &user.token).await.assert_problem(401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_sign_ins_is_bounded_and_the_rest_of_the_api_keeps_answering() {
+    // A realistic cost and two cores' worth of permits, whatever this machine has.
+    let app = spawn_app_with(|mut c| {
+        c.auth.bcrypt_cost = 12;
+        c.auth.bcrypt_concurrency = 2;
+        c
+    })
+    .await;
+    let email = format!("burst-{}@example.com", Uuid::new_v4().simple());
+    let password = "correct horse battery";
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let user_id = r.body["id"].as_str().unwrap().parse().unwrap();
+    let token = app.state.auth.jwt.issue(user_id).unwrap();
+
+    let started = Instant::now();
+    let sign_ins: Vec<_> = (0..16)
+        .map(|_| {
+            let request = app
+                .http
+                .post(format!("{}/v1/auth/token", app.base))
+                .json(&json!({"email": email, "password": password}));
+            tokio::spawn(async move { TestApp::reply(request.send().await.unwrap()).await })
+        })
+        .collect();
+    let burst = async {
+        let mut replies = Vec::new();
+        for sign_in in sign_ins {
+            replies.push(sign_in.await.unwrap());
+        }
+        replies
+    };
+    let probes = async {
+        // Once the burst is hashing: the probes and an ordinary request must not queue behind it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let ready = app.send(Method::GET, "/ready", None, None).await;
+            assert_eq!(ready.status, 200, "{}", ready.body);
+            let me = app.get("/v1/users/me", &token).await;
+            assert_eq!(me.status, 200, "{}", me.body);
+            slowest = slowest.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        slowest
+    };
+    let (replies, slowest) = tokio::join!(burst, probes);
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/ready and GET /v1/users/me took {slowest:?} during the burst"
+    );
+    let granted = replies.iter().filter(|r| r.status == 200).count();
+    let refused: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(granted + refused.len(), replies.len(), "only 200 or 503");
+    assert!(granted >= 2, "the first two at least are served: {granted}");
+    assert!(
+        !refused.is_empty(),
+        "16 sign-ins on 2 permits: some must be refused"
+    );
+    for r in refused {
+        r.assert_problem(503);
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+    // Refusals come after a short wait, not after the whole queue has been hashed.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

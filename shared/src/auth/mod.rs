@@ -12,7 +12,7 @@ pub mod password;
 
 use uuid::Uuid;
 
-use self::{api_key::VerifiedKeys, jwt::JwtKeys, known_users::KnownUsers};
+use self::{api_key::VerifiedKeys, jwt::JwtKeys, known_users::KnownUsers, password::Passwords};
 use crate::{config::AuthSettings, db::Db, error::ApiError, repo};
 
 /// Who is calling, as established by the auth layer.
@@ -63,6 +63,9 @@ pub struct Authenticator {
     pub known_users: KnownUsers,
     /// API keys that authenticated here: only their prefixes are rate-limit principals.
     pub verified_keys: VerifiedKeys,
+    /// bcrypt at `BCRYPT_COST`, one hash per core at a time, with the unknown-email dummy hash
+    /// ready before the first request.
+    pub passwords: Passwords,
 }
 
 impl Authenticator {
@@ -72,6 +75,7 @@ impl Authenticator {
             jwt: JwtKeys::new(settings)?,
             known_users: KnownUsers::default(),
             verified_keys: VerifiedKeys::default(),
+            passwords: Passwords::new(settings.bcrypt_cost, settings.bcrypt_concurrency),
         })
     }
 

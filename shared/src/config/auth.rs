@@ -30,6 +30,10 @@ pub struct AuthSettings {
     /// bcrypt work factor: 12 costs ~250 ms per hash on one core, the reason hashing runs on
     /// the blocking pool.
     pub bcrypt_cost: u32,
+    /// How many bcrypt hashes or verifications may run at once: the cores this process may use
+    /// (`available_parallelism`, which honours a container's CPU quota). Not a variable: more
+    /// than the cores only queues CPU work in threads, fewer leaves cores idle. Tests lower it.
+    pub bcrypt_concurrency: usize,
 }
 
 impl AuthSettings {
@@ -68,6 +72,7 @@ impl AuthSettings {
             jwt_issuer: claim_value(env, "JWT_ISSUER", "basalt")?,
             jwt_audience: claim_value(env, "JWT_AUDIENCE", "basalt-api")?,
             bcrypt_cost,
+            bcrypt_concurrency: std::thread::available_parallelism().map_or(1, usize::from),
         })
     }
 }

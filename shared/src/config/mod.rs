@@ -246,6 +246,7 @@ mod tests {
         assert_eq!(c.database.pool_max, 16);
         assert_eq!(c.auth.jwt_ttl, Duration::from_secs(900));
         assert_eq!(c.auth.bcrypt_cost, 12);
+        assert!(c.auth.bcrypt_concurrency >= 1);
         assert_eq!(c.auth.jwt_issuer, "basalt");
         assert_eq!(c.auth.jwt_audience, "basalt-api");
         assert_eq!(c.http.bind_addr.to_string(), "0.0.0.0:8001");

@@ -165,7 +165,10 @@ pub async fn terminate_connections(database_url: &str) -> u64 {
 /// A user created directly in the database, with an access token.
 pub async fn user_with_token(state: &AppState) -> (Uuid, String) {
     let email = format!("lambda-{}@example.com", Uuid::new_v4().simple());
-    let hash = crate::auth::password::hash("lambda password".into(), 4)
+    let hash = state
+        .auth
+        .passwords
+        .hash("lambda password".into())
         .await
         .unwrap();
     let user = crate::repo::users::create(&state.db, &email, &hash)
