@@ -1,6 +1,6 @@
 //! Sign-up, sign-in and bearer-token authentication: validation, uniform refusals, JWT edge
-//! cases, the lock-out of users deleted while their token is still valid, and the bound on
-//! concurrent bcrypt work.
+//! cases, the lock-out of users deleted while their token is still valid, the bound on
+//! concurrent bcrypt work, and re-hashing after `BCRYPT_COST` changes.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +8,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
-use shared::testing;
+use shared::{auth::password::Passwords, repo::users, testing};
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
@@ -320,4 +320,42 @@ async fn a_burst_of_sign_ins_is_bounded_and_the_rest_of_the_api_keeps_answering(
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn signing_in_after_bcrypt_cost_was_raised_stores_a_hash_at_the_new_cost() {
+    let app = spawn_app_with(|mut c| {
+        c.auth.bcrypt_cost = 5;
+        c
+    })
+    .await;
+    // A user whose hash dates from when BCRYPT_COST was 4.
+    let email = format!("rehash-{}@example.com", Uuid::new_v4().simple());
+    let password = "correct horse battery";
+    let old_hash = Passwords::new(4, 1).hash(password.into()).await.unwrap();
+    let user = users::create(&app.state.db, &email, &old_hash)
+        .await
+        .unwrap();
+    let stored = || async { users::find(&app.state.db, user.id).await.unwrap().unwrap() };
+
+    // A wrong password proves nothing: the old hash stays.
+    app.token(&email, "not the password")
+        .await
+        .assert_problem(401);
+    assert_eq!(stored().await.password_hash, old_hash);
+
+    let r = app.token(&email, password).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after = stored().await;
+    assert!(
+        after.password_hash.starts_with("$2b$05$"),
+        "{}",
+        after.password_hash
+    );
+    // The same password, not an account change.
+    assert_eq!(after.updated_at, user.updated_at);
+    // The new hash signs in, and is not redone on every sign-in.
+    let r = app.token(&email, password).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stored().await.password_hash, after.password_hash);
 }

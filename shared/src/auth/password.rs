@@ -108,6 +108,13 @@ impl Passwords {
         Ok(ok && known)
     }
 
+    /// Whether `hash` was made at another cost than the configured one (`BCRYPT_COST` changed
+    /// since), so a sign-in that just proved the password should store a fresh hash.
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        hash.parse::<bcrypt::HashParts>()
+            .is_ok_and(|parts| parts.get_cost() != self.cost)
+    }
+
     /// Runs `f` on the blocking pool once a permit is free, or refuses with 503 after
     /// [`PERMIT_WAIT`].
     async fn on_blocking_pool<T: Send + 'static>(
