@@ -36,6 +36,8 @@ pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, PgError>> + Sen
 pub struct DbError {
     pub op: &'static str,
     pub failure: DbFailure,
+    /// How many attempts were made (1 when the failure was not worth repeating).
+    pub attempts: u32,
 }
 
 /// The operation, the failure and its whole cause chain on one line, with the server's own
@@ -44,22 +46,7 @@ pub struct DbError {
 /// conflicting email), and this text is what gets logged (`ApiError` logs `{source:#}`).
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut text = format!("{}: {}", self.op, self.failure);
-        let mut cause = std::error::Error::source(&self.failure);
-        while let Some(e) = cause {
-            let part = match e.downcast_ref::<tokio_postgres::error::DbError>() {
-                Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
-                None => e.to_string(),
-            };
-            // Wrappers print their cause inside their own text ("database error: db error"):
-            // say each thing once.
-            if !text.contains(&part) {
-                text.push_str(": ");
-                text.push_str(&part);
-            }
-            cause = e.source();
-        }
-        f.write_str(&text)
+        write!(f, "{}: {}", self.op, self.failure.describe())
     }
 }
 
@@ -100,6 +87,42 @@ impl DbError {
         self.code() == Some(&SqlState::UNIQUE_VIOLATION)
     }
 
+    /// What an operator needs to know about an unreachable database, without the server's
+    /// detail or any address or credential: for `/ready`'s answer.
+    pub fn unavailable_cause(&self) -> String {
+        if let DbFailure::Pool(PoolError::Timeout(_)) = &self.failure {
+            return "no connection within the pool's timeout (5 s)".into();
+        }
+        let Some(pg) = self.failure.pg_error() else {
+            return "no connection available".into();
+        };
+        if let Some(code) = pg.code() {
+            let what = match code.code() {
+                "28P01" | "28000" => "the database refused the credentials",
+                "3D000" => "the database does not exist",
+                "57P03" => "the database is starting up or shutting down",
+                "53300" => "the database has no connection slots left",
+                c if c.starts_with("08") => "the connection failed",
+                _ => "the database refused the connection",
+            };
+            return format!("{what} (SQLSTATE {})", code.code());
+        }
+        if is_tls_refusal(pg) {
+            return "the TLS handshake failed (see the server log for the certificate check)".into();
+        }
+        let io_kind = std::iter::successors(
+            std::error::Error::source(pg),
+            |e: &&(dyn std::error::Error + 'static)| e.source(),
+        )
+        .find_map(|e| e.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+        match io_kind {
+            Some(kind) => format!("cannot connect: {kind}"),
+            None if pg.is_closed() => "the connection was closed".into(),
+            None => "cannot connect".into(),
+        }
+    }
+
     /// The database could not be reached (as opposed to a query that failed): a 503.
     pub fn is_unavailable(&self) -> bool {
         match &self.failure {
@@ -116,6 +139,37 @@ impl DbError {
 }
 
 impl DbFailure {
+    /// The failure and its whole cause chain on one line, the server's own error as
+    /// `SEVERITY SQLSTATE: message` only (no DETAIL or HINT: they quote row values).
+    fn describe(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            let part = match e.downcast_ref::<tokio_postgres::error::DbError>() {
+                Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+                None => e.to_string(),
+            };
+            // Wrappers print their cause inside their own text ("database error: db error"):
+            // say each thing once.
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            cause = e.source();
+        }
+        text
+    }
+
+    /// The driver error behind this failure, if any: a statement's, or the one that kept a
+    /// new connection from opening.
+    fn pg_error(&self) -> Option<&PgError> {
+        match self {
+            Self::Query { source, .. } => Some(source),
+            Self::Pool(PoolError::Backend(source)) => Some(source),
+            _ => None,
+        }
+    }
+
     fn query(source: PgError) -> Self {
         Self::Query {
             source,
@@ -129,7 +183,14 @@ impl DbFailure {
             // pool could not recycle in time. A wait timeout means the pool is saturated;
             // queueing again would only add load, so that one is final.
             Self::Pool(PoolError::Timeout(t)) => !matches!(t, deadpool_postgres::TimeoutType::Wait),
-            Self::Pool(PoolError::Backend(_)) => true,
+            // A connection that could not be opened, judged like a statement's failure: a
+            // refused or reset socket may work next time; a wrong password (28P01), a missing
+            // database (3D000) or a refused certificate will not, and retrying them only
+            // triples the cost of every request.
+            Self::Pool(PoolError::Backend(source)) => {
+                classify(source.code().map(SqlState::code), is_connection_loss(source))
+                    == Transience::Transient
+            }
             Self::Pool(_) => false,
             Self::Query {
                 source,
@@ -179,9 +240,33 @@ fn is_connection_loss(e: &PgError) -> bool {
     if e.is_closed() {
         return true;
     }
+    if is_tls_refusal(e) {
+        return false;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
         if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The TLS handshake failed on the certificate or the protocol (rustls's verdict, carried
+/// inside an `io::Error`): the same server will fail the same way again.
+fn is_tls_refusal(e: &PgError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps; look at that one too.
+        if let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && inner.is::<rustls::Error>()
+        {
             return true;
         }
         source = s.source();
@@ -195,6 +280,9 @@ pub struct RetryPolicy {
     pub attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// No retry starts after this long since the first attempt: a black-holed host costs one
+    /// connect timeout (5 s), not three.
+    pub deadline: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -203,6 +291,7 @@ impl Default for RetryPolicy {
             attempts: 3,
             base_delay: Duration::from_millis(50),
             max_delay: Duration::from_secs(1),
+            deadline: Duration::from_secs(5),
         }
     }
 }
@@ -250,6 +339,7 @@ impl Db {
         let config_error = |reason: String| DbError {
             op: "db.connect",
             failure: DbFailure::Config(reason),
+            attempts: 0,
         };
         // The TLS connector reads `sslrootcert` now (a bad file stops start-up) but builds its
         // rustls configuration only on the first TLS handshake.
@@ -337,11 +427,14 @@ impl Db {
             match attempt().await {
                 Err(e) if tries < self.retry.attempts && e.is_retryable() => {
                     let delay = self.retry.backoff(tries, rand::random::<f64>());
+                    if started.elapsed() + delay >= self.retry.deadline {
+                        break Err(e);
+                    }
                     tracing::warn!(
                         op,
                         attempt = tries,
                         delay_ms = delay.as_millis() as u64,
-                        error = %e,
+                        error = %e.describe(),
                         "transient database failure, retrying"
                     );
                     tokio::time::sleep(delay).await;
@@ -360,9 +453,13 @@ impl Db {
             );
         }
         if let Err(e) = &result {
-            tracing::debug!(op, attempts = tries, error = %e, "database operation failed");
+            tracing::debug!(op, attempts = tries, error = %e.describe(), "database operation failed");
         }
-        result.map_err(|failure| DbError { op, failure })
+        result.map_err(|failure| DbError {
+            op,
+            failure,
+            attempts: tries,
+        })
     }
 
     /// Applies the embedded migrations (see `crate::migrations`). The one operation that does
@@ -545,6 +642,73 @@ mod tests {
         assert!(err.to_string().starts_with("test.decode: "), "{err}");
         assert!(err.to_string().contains("renamed_column"), "{err}");
         assert!(!err.is_unavailable());
+    }
+
+    #[tokio::test]
+    async fn a_missing_database_is_not_retried_and_its_cause_is_named() {
+        let admin = crate::testing::admin_url();
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        let db = Db::connect_lazy(&format!("{base}/no_such_database"), 1, Duration::from_secs(5))
+            .unwrap();
+        let err = db
+            .read("test.missing_db", |c| async move {
+                c.execute("SELECT 1", &[]).await
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.attempts, 1, "3D000 fails the same way every time: {err}");
+        assert!(err.is_unavailable(), "{err}");
+        assert_eq!(
+            err.unavailable_cause(),
+            "the database does not exist (SQLSTATE 3D000)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_certificate_refusal_is_not_retried() {
+        let params = format!("sslmode=verify-full&sslrootcert={}", crate::testing::other_ca());
+        let url = crate::testing::tls_url(&crate::testing::admin_url(), "localhost", &params);
+        let db = Db::connect_lazy(&url, 1, Duration::from_secs(5)).unwrap();
+        let err = db
+            .read("test.bad_cert", |c| async move {
+                c.execute("SELECT 1", &[]).await
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.attempts, 1, "{err}");
+        assert!(err.unavailable_cause().contains("TLS handshake failed"), "{err}");
+    }
+
+    /// A host that accepts connections and never answers (a black hole, a hung server): the
+    /// retry loop's deadline makes that one connect timeout per operation, not three.
+    #[tokio::test]
+    async fn a_black_holed_database_costs_one_connect_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let db = Db::connect_lazy(
+            &format!("postgres://nobody@127.0.0.1:{port}/none"),
+            1,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let err = db
+            .read("test.black_hole", |c| async move {
+                c.execute("SELECT 1", &[]).await
+            })
+            .await
+            .unwrap_err();
+        let elapsed = started.elapsed();
+        held.abort();
+        assert!(err.is_unavailable(), "{err}");
+        assert_eq!(err.attempts, 1, "{err}");
+        assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
     }
 
     #[tokio::test]

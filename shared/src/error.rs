@@ -6,7 +6,7 @@
 //! from elsewhere (axum's 405, tower-http's 408/413, a caught panic) into the same format, so
 //! it is the only code in the workspace that writes problem+json.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, time::Duration};
 
 use aide::{
     generate::GenContext,
@@ -108,6 +108,13 @@ impl ApiError {
         Self::new(StatusCode::TOO_MANY_REQUESTS, detail).with_retry_after(retry_after_secs)
     }
 
+    /// Replaces the detail the client sees. For the rare 5xx whose cause the caller needs
+    /// (`/ready`): never a server message, an address or a credential.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
     /// Adds a `Retry-After` header of `secs` (at least 1) to the response.
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));
@@ -164,6 +171,14 @@ impl ApiError {
             errors: Vec::new(),
             source: Some(source.into()),
             retry_after: None,
+        }
+    }
+
+    /// 503 because this process is at capacity for some work (bcrypt), not because anything
+    /// is broken: `Retry-After` says when to try again, and nothing is logged as an error
+    /// (the request log line records the status).
+    pub fn overloaded(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail).with_retry_after(retry_after_secs)
         }
     }
 

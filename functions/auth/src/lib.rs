@@ -4,6 +4,9 @@
 //! - `POST /v1/auth/register` — create an account; 201 with the user, 409 if the email is taken.
 //! - `POST /v1/auth/token` — exchange email and password for an access token. Besides the
 //!   chain's per-address budget, attempts count against the account (`RATE_LIMIT_ACCOUNT`).
+//!
+//! Both spend a bcrypt hash or verification; when every core is already hashing they answer
+//! 503 with `Retry-After` (see `shared::auth::password`).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -11,7 +14,7 @@ use shared::{
     ApiError, AppState,
     auth::{email, password},
     extract::{Created, Json},
-    repo::users,
+    repo::users::{self, User},
     validate,
     views::UserView,
 };
@@ -54,11 +57,11 @@ async fn register(
     let Some(email) = email.filter(|_| errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
-    let hash = password::hash(
-        SecretString::from(body.password),
-        state.config.auth.bcrypt_cost,
-    )
-    .await?;
+    let hash = state
+        .auth
+        .passwords
+        .hash(SecretString::from(body.password))
+        .await?;
     match users::create(&state.db, email.as_new(), &hash).await {
         Ok(user) => Ok(Created(user.into())),
         Err(e) if e.is_unique_violation() => Err(ApiError::conflict(
@@ -118,20 +121,52 @@ async fn token(
         ));
     }
     let user = users::find_by_email(&state.db, &canonical, typed).await?;
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let passwords = &state.auth.passwords;
+    let password = SecretString::from(body.password);
+    // Decided before verifying so the password is kept only when it will be needed.
+    let rehash = user
+        .as_ref()
+        .filter(|u| passwords.needs_rehash(&u.password_hash))
+        .map(|_| password.clone());
     // Unknown emails still pay one bcrypt verification: no timing oracle.
-    let ok = password::verify(
-        SecretString::from(body.password),
-        hash,
-        state.config.auth.bcrypt_cost,
-    )
-    .await?;
+    let ok = passwords
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await?;
     let user = user.filter(|_| ok).ok_or_else(denied)?;
     email::complete_legacy(&state.db, &user).await;
+    if let Some(password) = rehash {
+        refresh_hash(&state, &user, password).await;
+    }
     let access_token = state.auth.jwt.issue(user.id).map_err(ApiError::internal)?;
     Ok(Json(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: state.auth.jwt.ttl().as_secs(),
     }))
+}
+
+/// Stores a hash of the password just proved at the configured cost: `BCRYPT_COST` changed
+/// since `user`'s hash was made, and a hash can only be redone while the password is at hand.
+/// Best effort: a sign-in whose password was right does not fail because of this (the next one
+/// tries again), so failures are logged, not returned.
+async fn refresh_hash(state: &AppState, user: &User, password: SecretString) {
+    let new_hash = match state.auth.passwords.hash(password).await {
+        Ok(hash) => hash,
+        Err(e) => {
+            tracing::warn!(
+                status = e.status().as_u16(),
+                "could not re-hash the password at the new BCRYPT_COST"
+            );
+            return;
+        }
+    };
+    match users::rehash(&state.db, user.id, &user.password_hash, &new_hash).await {
+        Ok(true) => tracing::info!(
+            cost = state.auth.passwords.cost(),
+            "password re-hashed at the new BCRYPT_COST"
+        ),
+        // Changed or deleted since it was read: nothing to refresh.
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not store the re-hashed password"),
+    }
 }

@@ -3,7 +3,8 @@
 //! Routes (public):
 //! - `GET /health` — the process is up; never touches a dependency, so a database outage
 //!   does not get healthy pods restarted.
-//! - `GET /ready` — the database answers (within 2 s); 503 otherwise, so the load balancer
+//! - `GET /ready` — the database answers (within 2 s); 503 naming the cause otherwise (e.g.
+//!   "the database refused the credentials (SQLSTATE 28P01)"), so the load balancer
 //!   stops sending traffic. Redis is reported but does not fail readiness: without it the
 //!   rate limiter runs in memory and the API keeps serving.
 //!
@@ -103,10 +104,20 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErro
             database: "ok",
             redis,
         })),
-        Ok(Err(e)) => Err(ApiError::unavailable(e)),
+        // The one 5xx whose detail names its cause: whoever reads a failing probe is the
+        // operator, and "the database refused the credentials" saves them the log search.
+        // Never the server's own message, an address or a credential.
+        Ok(Err(e)) => {
+            let cause = e.unavailable_cause();
+            Err(ApiError::unavailable(e).with_detail(format!("database unavailable: {cause}")))
+        }
         Err(_) => Err(ApiError::unavailable(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "database readiness probe timed out",
+        ))
+        .with_detail(format!(
+            "database unavailable: no answer within {} s",
+            READY_TIMEOUT.as_secs()
         ))),
     }
 }

@@ -105,14 +105,16 @@ async fn update_me(
         return Ok(Json(user.into()));
     }
     let current = body.current_password.unwrap_or_default();
-    let cost = state.config.auth.bcrypt_cost;
+    let passwords = &state.auth.passwords;
     if current.len() > password::MAX_PASSWORD_BYTES
-        || !password::verify(SecretString::from(current), Some(user.password_hash), cost).await?
+        || !passwords
+            .verify(SecretString::from(current), Some(user.password_hash))
+            .await?
     {
         return Err(ApiError::forbidden("current_password is incorrect"));
     }
     let new_hash = match body.password {
-        Some(p) => Some(password::hash(SecretString::from(p), cost).await?),
+        Some(p) => Some(passwords.hash(SecretString::from(p)).await?),
         None => None,
     };
     match users::update(

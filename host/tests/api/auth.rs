@@ -1,22 +1,38 @@
 //! Sign-up, sign-in and bearer-token authentication: validation, uniform refusals, JWT edge
-//! cases, and the lock-out of users deleted while their token is still valid.
+//! cases, the lock-out of users deleted while their token is still valid, the bound on
+//! concurrent bcrypt work, and re-hashing after `BCRYPT_COST` changes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
-use shared::testing;
+use shared::{auth::password::Passwords, repo::users, testing};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// Claims as this deployment issues them (default `JWT_ISSUER` and `JWT_AUDIENCE`), with
+/// `changes` applied: a `null` removes a claim.
+fn claims(sub: &str, iat: u64, exp: u64, changes: Value) -> Value {
+    let mut claims =
+        json!({"sub": sub, "iat": iat, "exp": exp, "iss": "basalt", "aud": "basalt-api"});
+    let map = claims.as_object_mut().unwrap();
+    for (name, value) in changes.as_object().unwrap() {
+        match value {
+            Value::Null => map.remove(name),
+            v => map.insert(name.clone(), v.clone()),
+        };
+    }
+    claims
 }
 
 fn sign(claims: Value, alg: Algorithm, secret: &str) -> String {
@@ -139,51 +155,54 @@ async fn jwt_edge_cases_are_all_401() {
     let secret = testing::TEST_JWT_SECRET;
     let sub = user.id.to_string();
     let t = now();
+    let valid = |changes: Value| claims(&sub, t, t + 600, changes);
+    let hs256 = |changes: Value| sign(valid(changes), Algorithm::HS256, secret);
     let none_header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let none_claims = B64.encode(json!({"sub": sub, "iat": t, "exp": t + 600}).to_string());
+    let none_claims = B64.encode(valid(json!({})).to_string());
     let mut tampered: Vec<String> = user.token.split('.').map(str::to_owned).collect();
-    tampered[1] = B64.encode(json!({"sub": Uuid::now_v7(), "iat": t, "exp": t + 600}).to_string());
+    tampered[1] =
+        B64.encode(claims(&Uuid::now_v7().to_string(), t, t + 600, json!({})).to_string());
 
     let cases = [
         ("alg none", format!("{none_header}.{none_claims}.")),
-        (
-            "HS512",
-            sign(
-                json!({"sub": sub, "iat": t, "exp": t + 600}),
-                Algorithm::HS512,
-                secret,
-            ),
-        ),
-        (
-            "expired",
-            sign(
-                json!({"sub": sub, "iat": t - 1000, "exp": t - 60}),
-                Algorithm::HS256,
-                secret,
-            ),
-        ),
-        (
-            "missing exp",
-            sign(json!({"sub": sub, "iat": t}), Algorithm::HS256, secret),
-        ),
+        ("HS512", sign(valid(json!({})), Algorithm::HS512, secret)),
+        ("expired", hs256(json!({"iat": t - 1000, "exp": t - 60}))),
+        ("missing exp", hs256(json!({"exp": null}))),
         (
             "wrong key",
             sign(
-                json!({"sub": sub, "iat": t, "exp": t + 600}),
+                valid(json!({})),
                 Algorithm::HS256,
                 "a-completely-different-secret-value",
             ),
         ),
         ("tampered", tampered.join(".")),
         ("garbage", "not.a.jwt".to_owned()),
+        // RFC 8725: `nbf` is honoured when present, an `iat` in the future is not believed,
+        // and a token must name this issuer and this API as its audience.
+        ("nbf in the future", hs256(json!({"nbf": t + 3600}))),
+        ("nbf not a number", hs256(json!({"nbf": "yesterday"}))),
+        ("iat in the future", hs256(json!({"iat": t + 3600}))),
+        ("missing iss", hs256(json!({"iss": null}))),
+        (
+            "wrong iss",
+            hs256(json!({"iss": "https://elsewhere.example"})),
+        ),
+        ("missing aud", hs256(json!({"aud": null}))),
+        ("wrong aud", hs256(json!({"aud": "another-api"}))),
+        ("wrong aud list", hs256(json!({"aud": ["another-api"]}))),
     ];
-    // Control: a token we sign the same way is accepted, so the failures below are the edge cases.
-    let good = sign(
-        json!({"sub": sub, "iat": t, "exp": t + 600}),
-        Algorithm::HS256,
-        secret,
-    );
-    assert_eq!(app.get("/v1/users/me", &good).await.status, 200);
+    // Control: tokens we sign the same way are accepted (a past `nbf` and a current `iat`
+    // included), so the failures below are the edge cases.
+    for good in [
+        hs256(json!({})),
+        hs256(json!({"nbf": t - 10, "iat": t + 2})),
+        hs256(json!({"aud": ["another-api", "basalt-api"]})),
+    ] {
+        let r = app.get("/v1/users/me", &good).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let good = hs256(json!({}));
     for (name, token) in &cases {
         let r = app.get("/v1/users/me", token).await;
         assert_eq!(r.status, 401, "{name}: {}", r.body);
@@ -352,4 +371,120 @@ async fn accounts_stored_before_canonical_emails_still_sign_in_and_then_count_as
     )
     .await
     .assert_problem(409);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_sign_ins_is_bounded_and_the_rest_of_the_api_keeps_answering() {
+    // A realistic cost and two cores' worth of permits, whatever this machine has.
+    let app = spawn_app_with(|mut c| {
+        c.auth.bcrypt_cost = 12;
+        c.auth.bcrypt_concurrency = 2;
+        c
+    })
+    .await;
+    let email = format!("burst-{}@example.com", Uuid::new_v4().simple());
+    let password = "correct horse battery";
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let user_id = r.body["id"].as_str().unwrap().parse().unwrap();
+    let token = app.state.auth.jwt.issue(user_id).unwrap();
+
+    let started = Instant::now();
+    let sign_ins: Vec<_> = (0..16)
+        .map(|_| {
+            let request = app
+                .http
+                .post(format!("{}/v1/auth/token", app.base))
+                .json(&json!({"email": email, "password": password}));
+            tokio::spawn(async move { TestApp::reply(request.send().await.unwrap()).await })
+        })
+        .collect();
+    let burst = async {
+        let mut replies = Vec::new();
+        for sign_in in sign_ins {
+            replies.push(sign_in.await.unwrap());
+        }
+        replies
+    };
+    let probes = async {
+        // Once the burst is hashing: the probes and an ordinary request must not queue behind it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let ready = app.send(Method::GET, "/ready", None, None).await;
+            assert_eq!(ready.status, 200, "{}", ready.body);
+            let me = app.get("/v1/users/me", &token).await;
+            assert_eq!(me.status, 200, "{}", me.body);
+            slowest = slowest.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        slowest
+    };
+    let (replies, slowest) = tokio::join!(burst, probes);
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/ready and GET /v1/users/me took {slowest:?} during the burst"
+    );
+    let granted = replies.iter().filter(|r| r.status == 200).count();
+    let refused: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(granted + refused.len(), replies.len(), "only 200 or 503");
+    assert!(granted >= 2, "the first two at least are served: {granted}");
+    assert!(
+        !refused.is_empty(),
+        "16 sign-ins on 2 permits: some must be refused"
+    );
+    for r in refused {
+        r.assert_problem(503);
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+    // Refusals come after a short wait, not after the whole queue has been hashed.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn signing_in_after_bcrypt_cost_was_raised_stores_a_hash_at_the_new_cost() {
+    let app = spawn_app_with(|mut c| {
+        c.auth.bcrypt_cost = 5;
+        c
+    })
+    .await;
+    // A user whose hash dates from when BCRYPT_COST was 4.
+    let email = format!("rehash-{}@example.com", Uuid::new_v4().simple());
+    let password = "correct horse battery";
+    let old_hash = Passwords::new(4, 1).hash(password.into()).await.unwrap();
+    let user = users::create(&app.state.db, &email, &old_hash)
+        .await
+        .unwrap();
+    let stored = || async { users::find(&app.state.db, user.id).await.unwrap().unwrap() };
+
+    // A wrong password proves nothing: the old hash stays.
+    app.token(&email, "not the password")
+        .await
+        .assert_problem(401);
+    assert_eq!(stored().await.password_hash, old_hash);
+
+    let r = app.token(&email, password).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after = stored().await;
+    assert!(
+        after.password_hash.starts_with("$2b$05$"),
+        "{}",
+        after.password_hash
+    );
+    // The same password, not an account change.
+    assert_eq!(after.updated_at, user.updated_at);
+    // The new hash signs in, and is not redone on every sign-in.
+    let r = app.token(&email, password).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stored().await.password_hash, after.password_hash);
 }

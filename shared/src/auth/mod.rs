@@ -20,6 +20,7 @@ use self::{
     api_key::VerifiedKeys,
     jwt::{JwtKeys, VerifiedToken},
     known_users::{Known, KnownUsers},
+    password::Passwords,
 };
 use crate::{config::AuthSettings, db::Db, error::ApiError, repo};
 
@@ -70,21 +71,22 @@ pub struct Authenticator {
     /// API keys that authenticated here recently: only they count against their owner's
     /// rate-limit budget.
     pub verified_keys: VerifiedKeys,
+    /// bcrypt at `BCRYPT_COST`, one hash per core at a time, with the unknown-email dummy hash
+    /// ready before the first request.
+    pub passwords: Passwords,
     /// `REAUTH_WINDOW_SECONDS`.
     reauth_window: Duration,
-    /// `BCRYPT_COST`, for checking `current_password`.
-    bcrypt_cost: u32,
 }
 
 impl Authenticator {
     pub fn new(settings: &AuthSettings, db: Db) -> Result<Self, jsonwebtoken::errors::Error> {
         Ok(Self {
             db,
-            jwt: JwtKeys::new(&settings.jwt_secret, settings.jwt_ttl)?,
+            jwt: JwtKeys::new(settings)?,
             known_users: KnownUsers::default(),
             verified_keys: VerifiedKeys::default(),
+            passwords: Passwords::new(settings.bcrypt_cost, settings.bcrypt_concurrency),
             reauth_window: settings.reauth_window,
-            bcrypt_cost: settings.bcrypt_cost,
         })
     }
 
@@ -110,12 +112,10 @@ impl Authenticator {
                 .await?
                 .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
             let ok = current.len() <= password::MAX_PASSWORD_BYTES
-                && password::verify(
-                    SecretString::from(current),
-                    Some(user.password_hash),
-                    self.bcrypt_cost,
-                )
-                .await?;
+                && self
+                    .passwords
+                    .verify(SecretString::from(current), Some(user.password_hash))
+                    .await?;
             return if ok {
                 Ok(())
             } else {

@@ -11,7 +11,8 @@
 //!   `SLOW_QUERY_MS`.
 //! - [`rate_limit`]: `REDIS_URL`, `REDIS_CA_CERT`, `REDIS_TIMEOUT_MS`, `REDIS_KEY_PREFIX`,
 //!   `RATE_LIMIT_*`.
-//! - [`auth`]: `JWT_SECRET`, `JWT_TTL_SECONDS`, `BCRYPT_COST`.
+//! - [`auth`]: `JWT_SECRET`, `JWT_TTL_SECONDS`, `JWT_ISSUER`, `JWT_AUDIENCE`, `BCRYPT_COST`,
+//!   `REAUTH_WINDOW_SECONDS`.
 //! - [`http`]: `BIND_ADDR`, `BODY_LIMIT_BYTES`, `REQUEST_TIMEOUT_SECONDS`,
 //!   `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
 //! - here: `BASALT_DEV`, `LOG_FORMAT`.
@@ -21,7 +22,7 @@ pub mod database;
 pub mod http;
 pub mod rate_limit;
 
-pub use auth::{AuthSettings, MIN_JWT_SECRET_BYTES};
+pub use auth::{AuthSettings, DEV_JWT_SECRET, MIN_JWT_SECRET_BYTES};
 pub use database::DatabaseSettings;
 pub use http::HttpSettings;
 pub use rate_limit::{Limit, RateLimitSettings, RateLimits};
@@ -48,6 +49,12 @@ pub enum ConfigError {
          (generate one with `openssl rand -base64 48`, or set BASALT_DEV=1 for local development only)"
     )]
     WeakJwtSecret { len: usize },
+    #[error(
+        "JWT_SECRET is the development secret published in scripts/dev: anyone can sign tokens \
+         with it (generate one with `openssl rand -base64 48`, or set BASALT_DEV=1 for local \
+         development only)"
+    )]
+    PublishedJwtSecret,
 }
 
 /// Log line format: JSON for anything a log pipeline reads, pretty for a terminal.
@@ -88,7 +95,8 @@ type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 pub struct Env<'a> {
     lookup: Lookup<'a>,
     pub runtime: Runtime,
-    /// `BASALT_DEV=1`: local development; allows a short JWT secret. Never set in deployments.
+    /// `BASALT_DEV=1`: local development; allows a short JWT secret and the published
+    /// development one. Never set in deployments.
     pub dev_mode: bool,
 }
 
@@ -244,6 +252,9 @@ mod tests {
         assert_eq!(c.database.pool_max, 16);
         assert_eq!(c.auth.jwt_ttl, Duration::from_secs(900));
         assert_eq!(c.auth.bcrypt_cost, 12);
+        assert!(c.auth.bcrypt_concurrency >= 1);
+        assert_eq!(c.auth.jwt_issuer, "basalt");
+        assert_eq!(c.auth.jwt_audience, "basalt-api");
         assert_eq!(c.http.bind_addr.to_string(), "0.0.0.0:8001");
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.http.body_limit_bytes, 1 << 20);
@@ -292,7 +303,11 @@ mod tests {
             ("JWT_TTL_SECONDS", "0"),
             // Would overflow the token's `exp` (seconds since 1970) or any date type.
             ("JWT_TTL_SECONDS", "18446744073709551615"),
-            ("JWT_TTL_SECONDS", "31536001"),
+            // A day at most: a stolen token must not be good for long.
+            ("JWT_TTL_SECONDS", "86401"),
+            ("JWT_TTL_SECONDS", "31536000"),
+            ("JWT_ISSUER", "bas\u{0}alt"),
+            ("JWT_AUDIENCE", "api\nx"),
         ] {
             let err = config(&[URL, SECRET, (name, value)])
                 .unwrap_err()
@@ -302,8 +317,40 @@ mod tests {
                 "{name}={value}: {err}"
             );
         }
-        let c = config(&[URL, SECRET, ("JWT_TTL_SECONDS", "31536000")]).unwrap();
-        assert_eq!(c.auth.jwt_ttl, Duration::from_secs(31_536_000));
+        let c = config(&[URL, SECRET, ("JWT_TTL_SECONDS", "86400")]).unwrap();
+        assert_eq!(c.auth.jwt_ttl, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn the_published_dev_secret_is_refused_outside_dev_mode() {
+        let dev = ("JWT_SECRET", DEV_JWT_SECRET);
+        let err = config(&[URL, dev]).unwrap_err();
+        assert!(matches!(err, ConfigError::PublishedJwtSecret), "{err}");
+        assert!(err.to_string().starts_with("JWT_SECRET "), "{err}");
+        assert!(err.to_string().contains("BASALT_DEV"), "{err}");
+        // With blanks around it, it is no less public.
+        let padded = format!(" {DEV_JWT_SECRET}\n");
+        assert!(config(&[URL, ("JWT_SECRET", &padded)]).is_err());
+        assert!(config(&[URL, dev, ("BASALT_DEV", "1")]).is_ok());
+        // The constant is the secret scripts/dev hands the host, not a copy that drifted.
+        let script = include_str!("../../../scripts/dev");
+        assert!(
+            script.contains(&format!("JWT_SECRET:-{DEV_JWT_SECRET}}}")),
+            "scripts/dev no longer sets DEV_JWT_SECRET"
+        );
+    }
+
+    #[test]
+    fn issuer_and_audience_can_be_set() {
+        let c = config(&[
+            URL,
+            SECRET,
+            ("JWT_ISSUER", " https://auth.example.com "),
+            ("JWT_AUDIENCE", "orders-api"),
+        ])
+        .unwrap();
+        assert_eq!(c.auth.jwt_issuer, "https://auth.example.com");
+        assert_eq!(c.auth.jwt_audience, "orders-api");
     }
 
     #[test]

@@ -196,6 +196,24 @@ pub async fn update(
     .await
 }
 
+const REHASH: &str = "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2";
+
+/// Replaces the hash of the same password made at another bcrypt cost. Only if the stored hash
+/// is still `old_hash`: a password changed meanwhile is not overwritten with the old one. Not a
+/// change of the account (`updated_at` and anything that tracks credential changes stay as
+/// they are): the password is the same. False when the row or the old hash is gone.
+pub async fn rehash(db: &Db, id: Uuid, old_hash: &str, new_hash: &str) -> Result<bool, DbError> {
+    let (old_hash, new_hash) = (old_hash.to_owned(), new_hash.to_owned());
+    db.write("users.rehash", move |tx| {
+        let (old_hash, new_hash) = (old_hash.clone(), new_hash.clone());
+        Box::pin(async move {
+            let stmt = tx.prepare_cached(REHASH).await?;
+            Ok(tx.execute(&stmt, &[&id, &old_hash, &new_hash]).await? == 1)
+        })
+    })
+    .await
+}
+
 const DELETE: &str = "DELETE FROM users WHERE id = $1";
 
 /// Deletes the user; API keys and items go with it (ON DELETE CASCADE).

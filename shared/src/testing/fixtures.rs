@@ -154,7 +154,7 @@ pub fn config(database_url: &str) -> Config {
         "DB_POOL_MAX" => Some("4".into()),
         "BIND_ADDR" => Some("127.0.0.1:0".into()),
         // Budgets no ordinary test reaches; rate-limit tests set their own.
-        "RATE_LIMIT_DEFAULT" | "RATE_LIMIT_AUTH" => Some("1000000/60".into()),
+        "RATE_LIMIT_DEFAULT" | "RATE_LIMIT_AUTH" | "RATE_LIMIT_ACCOUNT" => Some("1000000/60".into()),
         _ => None,
     })
     .unwrap()
@@ -214,7 +214,10 @@ pub async fn terminate_connections(database_url: &str) -> u64 {
 /// A user created directly in the database, with an access token.
 pub async fn user_with_token(state: &AppState) -> (Uuid, String) {
     let email = format!("lambda-{}@example.com", Uuid::new_v4().simple());
-    let hash = crate::auth::password::hash("lambda password".into(), 4)
+    let hash = state
+        .auth
+        .passwords
+        .hash("lambda password".into())
         .await
         .unwrap();
     let email = crate::auth::email::parse("email", &email).unwrap();

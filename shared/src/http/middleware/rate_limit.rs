@@ -145,10 +145,12 @@ mod tests {
         middleware::{self, Next},
         routing::get,
     };
-    use secrecy::SecretString;
     use tower::ServiceExt;
 
     use http::header;
+
+    use super::*;
+    use crate::config::{AuthSettings, Env, Limit, RateLimitSettings, RateLimits, Runtime};
 
     use super::*;
     use crate::config::{RateLimitSettings, RateLimits};
@@ -172,10 +174,13 @@ mod tests {
                 overrides: Vec::new(),
             },
         };
-        let secret = SecretString::from("0123456789abcdef0123456789abcdef");
+        let env = Env::from_lookup(Runtime::Host, |name| {
+            (name == "JWT_SECRET").then(|| "0123456789abcdef0123456789abcdef".to_owned())
+        })
+        .unwrap();
         let parts = Arc::new((
             RateLimiter::new(&settings).unwrap(),
-            JwtKeys::new(&secret, Duration::from_secs(60)).unwrap(),
+            JwtKeys::new(&AuthSettings::from_env(&env).unwrap()).unwrap(),
             VerifiedKeys::default(),
         ));
         let token = parts.1.issue(uuid::Uuid::now_v7()).unwrap();
