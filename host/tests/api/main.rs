@@ -16,4 +16,5 @@ mod items;
 mod logging;
 mod openapi;
 mod rate_limit;
+mod slowloris;
 mod users;
