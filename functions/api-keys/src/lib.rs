@@ -1,7 +1,8 @@
 //! API keys for programmatic access.
 //!
 //! Routes (any authenticated caller; keys are always the caller's own):
-//! - `POST /v1/api-keys` — create a key; the response is the only time the key is shown.
+//! - `POST /v1/api-keys` — create a key; the response is the only time the key is shown, and
+//!   is `no-store`.
 //! - `GET /v1/api-keys` — list keys (prefix, name, last use; never the key or its hash).
 //! - `DELETE /v1/api-keys/{id}` — revoke; effective on the next request.
 
@@ -13,7 +14,7 @@ use shared::{
     ApiError, AppState,
     auth::{Principal, api_key},
     error::FieldError,
-    extract::{Created, Json, Path},
+    extract::{Created, Json, NoStore, Path},
     repo::api_keys::{self, ApiKey},
     views::Page,
 };
@@ -82,7 +83,7 @@ async fn create(
     State(state): State<AppState>,
     principal: Principal,
     Json(body): Json<CreateKey>,
-) -> Result<Created<CreatedKey>, ApiError> {
+) -> Result<NoStore<Created<CreatedKey>>, ApiError> {
     let name = body.name.trim();
     let len = name.chars().count();
     if !(1..=100).contains(&len) {
@@ -93,13 +94,13 @@ async fn create(
     }
     let new = api_key::generate();
     let row = api_keys::create(&state.db, principal.user_id, name, &new.prefix, &new.hash).await?;
-    Ok(Created(CreatedKey {
+    Ok(NoStore(Created(CreatedKey {
         id: row.id,
         name: row.name,
         prefix: row.prefix,
         key: new.key,
         created_at: row.created_at,
-    }))
+    })))
 }
 
 async fn list(

@@ -2,14 +2,14 @@
 //!
 //! Routes (both public — on `shared::http::PUBLIC_ROUTES`):
 //! - `POST /v1/auth/register` — create an account; 201 with the user, 409 if the email is taken.
-//! - `POST /v1/auth/token` — exchange email and password for an access token.
+//! - `POST /v1/auth/token` — exchange email and password for an access token (`no-store`).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use shared::{
     ApiError, AppState,
     auth::{email, password},
-    extract::{Created, Json},
+    extract::{Created, Json, NoStore},
     repo::users,
     views::UserView,
 };
@@ -79,7 +79,7 @@ pub struct TokenResponse {
 async fn token(
     State(state): State<AppState>,
     Json(body): Json<Credentials>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<NoStore<Json<TokenResponse>>, ApiError> {
     let denied = || ApiError::unauthorized("invalid email or password");
     // Over-long passwords can never match a stored hash; refuse them before bcrypt sees them.
     if body.password.len() > password::MAX_PASSWORD_BYTES {
@@ -99,9 +99,9 @@ async fn token(
     .await?;
     let user_id = user_id.filter(|_| ok).ok_or_else(denied)?;
     let access_token = state.auth.jwt.issue(user_id).map_err(ApiError::internal)?;
-    Ok(Json(TokenResponse {
+    Ok(NoStore(Json(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: state.auth.jwt.ttl().as_secs(),
-    }))
+    })))
 }

@@ -16,5 +16,6 @@ mod items;
 mod logging;
 mod openapi;
 mod rate_limit;
+mod response_headers;
 mod slowloris;
 mod users;
