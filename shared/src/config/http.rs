@@ -14,7 +14,7 @@ const MAX_HEADER_READ_TIMEOUT_SECONDS: u64 = 3600;
 
 /// Most `MAX_CONNECTIONS` accepted: what the host's connection counter (a tokio `Semaphore`)
 /// can hold. Any real limit is far lower (file descriptors run out first).
-const MAX_MAX_CONNECTIONS: usize = tokio::sync::Semaphore::MAX_PERMITS;
+const CONNECTIONS_CEILING: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -56,7 +56,7 @@ impl HttpSettings {
             max_connections: at_most(
                 "MAX_CONNECTIONS",
                 env.positive_or("MAX_CONNECTIONS", 1024usize)?,
-                MAX_MAX_CONNECTIONS,
+                CONNECTIONS_CEILING,
             )?,
             cors_allowed_origins: cors_origins(env.get("CORS_ALLOWED_ORIGINS").as_deref())?,
             trusted_proxies: trusted_proxies(env.get("TRUSTED_PROXIES").as_deref())?,
