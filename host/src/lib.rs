@@ -4,20 +4,30 @@
 //! (`/openapi.json`) and serves the docs page (`/docs`). `main.rs` is a thin shell over
 //! [`Application`]; the integration tests drive the same type on port 0.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
 use aide::{
     axum::ApiRouter,
     openapi::{ApiKeyLocation, Info, OpenApi, ReferenceOr, SecurityScheme},
     scalar::Scalar,
 };
-use axum::{Extension, Router, body::Bytes, response::Html, routing::get};
+use axum::{
+    Extension, Router, body::Bytes, extract::ConnectInfo, response::Html, routing::get,
+    serve::Listener,
+};
+use hyper::server::conn::http1;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
 use schemars::json_schema;
 use shared::{
     AppState,
     http::middleware::auth::{API_KEY_HEADER, API_KEY_SCHEME, BEARER_SCHEME},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
+use tower::Layer;
 
 /// Every route of every function crate, documented.
 pub fn api() -> ApiRouter<AppState> {
@@ -129,14 +139,21 @@ pub fn app(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     app: Router,
+    /// `HEADER_READ_TIMEOUT_SECONDS`, for hyper: the chain's timeout starts after the head.
+    header_read_timeout: Duration,
+    /// `MAX_CONNECTIONS`: how many connections are served at once.
+    max_connections: usize,
 }
 
 impl Application {
     /// Binds `state.config.http.bind_addr` (port 0 picks a free port).
     pub async fn build(state: AppState) -> std::io::Result<Self> {
         let listener = TcpListener::bind(state.config.http.bind_addr).await?;
+        let settings = &state.config.http;
         Ok(Self {
             listener,
+            header_read_timeout: settings.header_read_timeout,
+            max_connections: settings.max_connections,
             app: app(state),
         })
     }
@@ -146,16 +163,78 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    ///
+    /// Drives hyper's HTTP/1 connections itself rather than through `axum::serve`, which gives
+    /// hyper no timer and so silently disables its header-read timeout: a client sending one
+    /// header byte at a time would hold its connection (and a task) forever, since the chain's
+    /// own timeout only starts once the head is parsed. Each connection holds a permit of a
+    /// semaphore of `max_connections`; when none is left, the loop stops accepting until a
+    /// connection closes (the kernel's backlog queues the rest). Accept errors are handled as
+    /// `axum::serve` does (its `Listener` impl), and the peer address reaches the chain as
+    /// `ConnectInfo<SocketAddr>`, as before.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            self.listener,
-            self.app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let Self {
+            mut listener,
+            app,
+            header_read_timeout,
+            max_connections,
+        } = self;
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .keep_alive(true);
+        let permits = Arc::new(Semaphore::new(max_connections));
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = pin!(shutdown);
+        // Warn once per stretch at the cap, not once per connection that had to wait.
+        let mut at_cap = false;
+        loop {
+            let next = async {
+                let permit = match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        at_cap = false;
+                        Ok(permit)
+                    }
+                    Err(_) => {
+                        if !at_cap {
+                            at_cap = true;
+                            tracing::warn!(
+                                max_connections,
+                                "MAX_CONNECTIONS reached: further connections wait until one closes"
+                            );
+                        }
+                        permits.clone().acquire_owned().await
+                    }
+                };
+                (permit, Listener::accept(&mut listener).await)
+            };
+            let (permit, (stream, peer)) = tokio::select! {
+                () = &mut shutdown => break,
+                next = next => next,
+            };
+            // The semaphore is never closed, so this always holds a permit.
+            let Ok(permit) = permit else { break };
+            // What `into_make_service_with_connect_info` does per connection.
+            let service = Extension(ConnectInfo(peer)).layer(app.clone());
+            let connection = graceful.watch(
+                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)),
+            );
+            tokio::spawn(async move {
+                // Timeouts, resets and malformed requests end here; hyper already answered
+                // what deserved an answer (400, 431), so this is only worth a debug line.
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, %error, "connection closed");
+                }
+                drop(permit);
+            });
+        }
+        drop(listener);
+        // Idle connections close now, busy ones after their current response.
+        graceful.shutdown().await;
+        Ok(())
     }
 }
 

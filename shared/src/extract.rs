@@ -2,7 +2,7 @@
 //!
 //! axum's own `Json`, `Path` and `Query` reject with plain-text bodies; these wrappers turn the
 //! rejection into an [`ApiError`] and document themselves in the OpenAPI output exactly as the
-//! axum types do.
+//! axum types do. [`NoStore`] marks a response that must not be cached.
 
 use aide::{
     OperationInput, OperationOutput,
@@ -188,6 +188,38 @@ impl<T: JsonSchema> OperationOutput for Created<T> {
         Self::operation_response(ctx, operation)
             .map(|r| vec![(Some(201), r)])
             .unwrap_or_default()
+    }
+}
+
+/// A response that carries a credential (an access token, an API key, a signing secret):
+/// `Cache-Control: no-store`, so no browser, proxy or CDN keeps a copy (RFC 9111 §5.2.2.5;
+/// OAuth 2.0 asks it of token responses, RFC 6749 §5.1). Wraps the success type only: an error
+/// carries no credential. Documented in OpenAPI exactly as `T`.
+#[derive(Debug)]
+pub struct NoStore<T>(pub T);
+
+impl<T: IntoResponse> IntoResponse for NoStore<T> {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+impl<T: OperationOutput> OperationOutput for NoStore<T> {
+    type Inner = T::Inner;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
+        T::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<u16>, DocResponse)> {
+        T::inferred_responses(ctx, operation)
     }
 }
 

@@ -21,7 +21,7 @@ use lambda_http::{
 use tower::{ServiceExt, util::MapRequest};
 
 use crate::{
-    config::{Config, Runtime},
+    config::{Config, RateLimitSettings, Runtime},
     http::{
         client_ip::forwarded_for,
         request_context::{GatewayPeer, InvocationIds},
@@ -42,10 +42,25 @@ type RoutedService = MapRequest<Router, fn(lambda_http::Request) -> lambda_http:
 pub async fn run(router: Router<AppState>) -> Result<(), lambda_http::Error> {
     let config = Config::from_env(Runtime::Lambda)?;
     telemetry::init(config.log_format);
+    warn_if_limits_are_per_container(&config.rate_limit);
     let state = AppState::new(config)?;
     let app = crate::http::app(router, state);
     #[allow(clippy::disallowed_methods)] // the one call (see the module docs)
     lambda_runtime::run(handler(app)).await
+}
+
+/// Without Redis every container counts its own budgets, and API Gateway runs as many containers
+/// as there are concurrent requests: N warm containers let a client through up to N times each
+/// limit. Said at every cold start (one line, in the deployment's logs where the missing
+/// `REDIS_URL` can be noticed); the HTTP API's stage throttling in `template.yaml` is then the
+/// only bound shared by all containers.
+fn warn_if_limits_are_per_container(settings: &RateLimitSettings) {
+    if settings.redis_url.is_none() {
+        tracing::warn!(
+            "REDIS_URL is not set: rate limits are counted in memory per container, so \
+             concurrent containers each allow the full budget; set REDIS_URL to share them"
+        );
+    }
 }
 
 /// For a binary that is not a function but that `cargo lambda watch` offers anyway (the host):
@@ -188,6 +203,34 @@ mod tests {
         assert_eq!(parse_ip("192.0.2.1/32"), Some(ip("192.0.2.1")));
         assert_eq!(parse_ip("2001:db8::1"), Some(ip("2001:db8::1")));
         assert_eq!(parse_ip("not an ip"), None);
+    }
+
+    #[test]
+    fn a_function_without_redis_warns_at_start_up_that_limits_are_per_container() {
+        let captured = testing::CapturedLogs::default();
+        let writer = captured.clone();
+        let subscriber =
+            crate::telemetry::subscriber(crate::config::LogFormat::Json, move || writer.clone());
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let mut config = testing::config("postgres://nobody@127.0.0.1:1/none");
+        assert!(config.rate_limit.redis_url.is_none());
+        warn_if_limits_are_per_container(&config.rate_limit);
+        let lines: Vec<Value> = captured
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "WARN", "{}", lines[0]);
+        let message = lines[0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("REDIS_URL") && message.contains("per container"),
+            "{message}"
+        );
+        // With Redis the limits are shared: nothing to say.
+        config.rate_limit.redis_url = Some("redis://127.0.0.1:6379".to_owned().into());
+        warn_if_limits_are_per_container(&config.rate_limit);
+        assert_eq!(captured.text().lines().count(), 1, "{}", captured.text());
     }
 
     #[tokio::test]

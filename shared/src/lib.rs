@@ -19,7 +19,8 @@
 //!   sliding-window limiter (Redis, in-memory fallback). Neither knows the other or HTTP
 //!   middleware.
 //! - [`state`]: `AppState`, what handlers receive.
-//! - [`extract`]: `Json`/`Path`/`Query`/`Created` that fail with `ApiError`.
+//! - [`extract`]: `Json`/`Path`/`Query`/`Created` that fail with `ApiError`; `NoStore` for
+//!   responses that carry a credential.
 //! - [`routes`]: `routes!`, one route list giving a documented `api()` and a plain `router()`.
 //! - [`http`]: `app()`, the one function that assembles the middleware chain, and its layers.
 //! - [`lambda`]: runs a router as a Lambda function through that chain.

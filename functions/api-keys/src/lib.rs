@@ -1,9 +1,10 @@
 //! API keys for programmatic access.
 //!
 //! Routes (any authenticated caller; keys are always the caller's own):
-//! - `POST /v1/api-keys` — create a key; the response is the only time the key is shown.
-//!   Needs a sign-in within `REAUTH_WINDOW_SECONDS` or `current_password`; an API key cannot
-//!   create keys. Counts against the stricter sign-in budget (it may check a password).
+//! - `POST /v1/api-keys` — create a key; the response is the only time the key is shown, and
+//!   is `no-store`. Needs a sign-in within `REAUTH_WINDOW_SECONDS` or `current_password`; an
+//!   API key cannot create keys. Counts against the stricter sign-in budget (it may check a
+//!   password).
 //! - `GET /v1/api-keys` — list keys (prefix, name, last use; never the key or its hash).
 //! - `DELETE /v1/api-keys/{id}` — revoke; effective on the next request.
 
@@ -15,7 +16,7 @@ use shared::{
     ApiError, AppState,
     auth::{Principal, api_key},
     error::FieldError,
-    extract::{Created, Json, Path},
+    extract::{Created, Json, NoStore, Path},
     repo::api_keys::{self, ApiKey},
     validate,
     views::Page,
@@ -87,7 +88,7 @@ async fn create(
     State(state): State<AppState>,
     principal: Principal,
     Json(body): Json<CreateKey>,
-) -> Result<Created<CreatedKey>, ApiError> {
+) -> Result<NoStore<Created<CreatedKey>>, ApiError> {
     let name = body.name.trim();
     let len = name.chars().count();
     if !(1..=100).contains(&len) {
@@ -103,13 +104,13 @@ async fn create(
         .await?;
     let new = api_key::generate();
     let row = api_keys::create(&state.db, principal.user_id, name, &new.prefix, &new.hash).await?;
-    Ok(Created(CreatedKey {
+    Ok(NoStore(Created(CreatedKey {
         id: row.id,
         name: row.name,
         prefix: row.prefix,
         key: new.key,
         created_at: row.created_at,
-    }))
+    })))
 }
 
 async fn list(

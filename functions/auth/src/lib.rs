@@ -2,8 +2,9 @@
 //!
 //! Routes (both public — on `shared::http::PUBLIC_ROUTES`):
 //! - `POST /v1/auth/register` — create an account; 201 with the user, 409 if the email is taken.
-//! - `POST /v1/auth/token` — exchange email and password for an access token. Besides the
-//!   chain's per-address budget, attempts count against the account (`RATE_LIMIT_ACCOUNT`).
+//! - `POST /v1/auth/token` — exchange email and password for an access token (`no-store`).
+//!   Besides the chain's per-address budget, attempts count against the account
+//!   (`RATE_LIMIT_ACCOUNT`).
 //!
 //! Both spend a bcrypt hash or verification; when every core is already hashing they answer
 //! 503 with `Retry-After` (see `shared::auth::password`).
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use shared::{
     ApiError, AppState,
     auth::{email, password},
-    extract::{Created, Json},
+    extract::{Created, Json, NoStore},
     repo::users::{self, User},
     validate,
     views::UserView,
@@ -84,7 +85,7 @@ pub struct TokenResponse {
 async fn token(
     State(state): State<AppState>,
     Json(body): Json<Credentials>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<NoStore<Json<TokenResponse>>, ApiError> {
     let denied = || ApiError::unauthorized("invalid email or password");
     // Characters no account can hold are a malformed request, not a failed sign-in (and a NUL
     // would be an error from PostgreSQL). Nothing else about the address is checked: one that
@@ -138,11 +139,11 @@ async fn token(
         refresh_hash(&state, &user, password).await;
     }
     let access_token = state.auth.jwt.issue(user.id).map_err(ApiError::internal)?;
-    Ok(Json(TokenResponse {
+    Ok(NoStore(Json(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: state.auth.jwt.ttl().as_secs(),
-    }))
+    })))
 }
 
 /// Stores a hash of the password just proved at the configured cost: `BCRYPT_COST` changed

@@ -52,6 +52,15 @@ async fn gateway_events_match_the_host() {
     let r = testing::assert_lambda_matches_host(app, &login).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["token_type"], "Bearer");
+    // The headers browsers rely on reach API Gateway's response too.
+    let lambda = testing::via_lambda(app(), testing::http_api_event(&login, "$default")).await;
+    for outcome in [&r, &lambda] {
+        assert_eq!(outcome.headers["cache-control"], "no-store", "{outcome:?}");
+        assert_eq!(
+            outcome.headers["x-content-type-options"], "nosniff",
+            "{outcome:?}"
+        );
+    }
 
     let bad = Call::new("POST", "/v1/auth/token")
         .json(json!({"email": "v1@example.com", "password": "wrong password"}));

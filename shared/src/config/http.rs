@@ -1,11 +1,20 @@
 //! The HTTP edge: `BIND_ADDR`, `BODY_LIMIT_BYTES`, `REQUEST_TIMEOUT_SECONDS`,
-//! `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
+//! `HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`, `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
 
 use std::{net::SocketAddr, time::Duration};
 
 use ipnet::IpNet;
 
 use super::{ConfigError, Env, invalid};
+
+/// Longest `HEADER_READ_TIMEOUT_SECONDS` accepted: an hour. The timeout exists to drop clients
+/// that trickle their headers, and far larger values overflow the deadline hyper computes for
+/// every connection (a panic per connection instead of a start-up error).
+const MAX_HEADER_READ_TIMEOUT_SECONDS: u64 = 3600;
+
+/// Most `MAX_CONNECTIONS` accepted: what the host's connection counter (a tokio `Semaphore`)
+/// can hold. Any real limit is far lower (file descriptors run out first).
+const CONNECTIONS_CEILING: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -15,6 +24,16 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Requests running longer are answered with 408 and their handler future dropped.
     pub request_timeout: Duration,
+    /// Host only: how long a connection may take to deliver a request's head (request line and
+    /// headers), counted from when the connection opens or its previous response was sent; then
+    /// it is closed. `request_timeout` starts only once the head is parsed, so without this a
+    /// client trickling header bytes would hold its connection forever (slowloris). It is also
+    /// the longest an idle keep-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// Host only: most connections open at once. At the cap the host stops accepting, so new
+    /// connections wait in the listen backlog until one closes, instead of each costing a
+    /// task, buffers and a file descriptor.
+    pub max_connections: usize,
     /// Browser origins allowed to call the API with credentials. Never `*`.
     pub cors_allowed_origins: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed (load balancers, ingress controllers).
@@ -29,10 +48,36 @@ impl HttpSettings {
             request_timeout: Duration::from_secs(
                 env.positive_or("REQUEST_TIMEOUT_SECONDS", 30u64)?,
             ),
+            header_read_timeout: Duration::from_secs(at_most(
+                "HEADER_READ_TIMEOUT_SECONDS",
+                env.positive_or("HEADER_READ_TIMEOUT_SECONDS", 10u64)?,
+                MAX_HEADER_READ_TIMEOUT_SECONDS,
+            )?),
+            max_connections: at_most(
+                "MAX_CONNECTIONS",
+                env.positive_or("MAX_CONNECTIONS", 1024usize)?,
+                CONNECTIONS_CEILING,
+            )?,
             cors_allowed_origins: cors_origins(env.get("CORS_ALLOWED_ORIGINS").as_deref())?,
             trusted_proxies: trusted_proxies(env.get("TRUSTED_PROXIES").as_deref())?,
         })
     }
+}
+
+/// `value`, or an error naming `name` when it exceeds `max`.
+fn at_most<T: PartialOrd + std::fmt::Display>(
+    name: &'static str,
+    value: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    if value > max {
+        return Err(invalid(
+            name,
+            &value.to_string(),
+            &format!("must be at most {max}"),
+        ));
+    }
+    Ok(value)
 }
 
 /// Comma-separated origins (`scheme://host[:port]`); `*` is refused because responses allow

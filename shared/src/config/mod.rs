@@ -14,7 +14,7 @@
 //! - [`auth`]: `JWT_SECRET`, `JWT_TTL_SECONDS`, `JWT_ISSUER`, `JWT_AUDIENCE`, `BCRYPT_COST`,
 //!   `REAUTH_WINDOW_SECONDS`.
 //! - [`http`]: `BIND_ADDR`, `BODY_LIMIT_BYTES`, `REQUEST_TIMEOUT_SECONDS`,
-//!   `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
+//!   `HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`, `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
 //! - here: `BASALT_DEV`, `LOG_FORMAT`.
 
 pub mod auth;
@@ -351,6 +351,40 @@ mod tests {
         .unwrap();
         assert_eq!(c.auth.jwt_issuer, "https://auth.example.com");
         assert_eq!(c.auth.jwt_audience, "orders-api");
+    }
+
+    #[test]
+    fn connection_settings_default_and_refuse_what_cannot_work() {
+        let c = config(&[URL, SECRET]).unwrap();
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.max_connections, 1024);
+        let c = config(&[
+            URL,
+            SECRET,
+            ("HEADER_READ_TIMEOUT_SECONDS", "3600"),
+            ("MAX_CONNECTIONS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(3600));
+        assert_eq!(c.http.max_connections, 2);
+        for (name, value) in [
+            ("HEADER_READ_TIMEOUT_SECONDS", "0"),
+            // Would overflow hyper's per-connection deadline.
+            ("HEADER_READ_TIMEOUT_SECONDS", "18446744073709551615"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "3601"),
+            ("MAX_CONNECTIONS", "0"),
+            // More than the host's connection counter (a tokio Semaphore) can hold.
+            ("MAX_CONNECTIONS", "18446744073709551615"),
+            ("MAX_CONNECTIONS", "many"),
+        ] {
+            let err = config(&[URL, SECRET, (name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{name}=")),
+                "{name}={value}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
@@ -48,7 +49,8 @@ use crate::{config::HttpSettings, error::ApiError, state::AppState};
 /// Wraps `router` in the shared chain and binds the state.
 ///
 /// ```text
-///  request ──► sanitize X-Request-Id   drop an incoming id that is not a sane token
+///  request ──► nosniff                 X-Content-Type-Options on every response
+///              sanitize X-Request-Id   drop an incoming id that is not a sane token
 ///              set X-Request-Id        keep the caller's, else a new UUID
 ///              propagate X-Request-Id  echo it on every response, preflights included
 ///              CORS                    answer preflights; allow listed origins only
@@ -65,9 +67,18 @@ use crate::{config::HttpSettings, error::ApiError, state::AppState};
 /// Outermost first; each layer sees what the ones above let through, and every response
 /// passes back out through all of them (so a 429 still gets CORS headers, a request id and a
 /// log line). The order is asserted by the host's API tests (`host/tests/api/`).
+///
+/// `nosniff` is outermost so that nothing the chain answers escapes it: preflights (CORS),
+/// problem responses, 404s and 429s alike. `Cache-Control: no-store` is not a layer: the
+/// handlers whose responses carry a credential say so ([`crate::extract::NoStore`]).
 pub fn app(router: Router<AppState>, state: AppState) -> Router {
     let settings = &state.config.http;
     let layers = ServiceBuilder::new()
+        // Browsers must not reinterpret a JSON or problem body as HTML or script.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(from_fn(request_id::sanitize_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
