@@ -56,7 +56,7 @@ use crate::{config::HttpSettings, error::ApiError, state::AppState};
 ///              problem details         every 4xx/5xx → problem+json with the request id
 ///              rate limit              sliding window per (principal, endpoint) → 429
 ///              catch panic             → 500
-///              timeout                 → 408
+///              timeout                 → 408 (a write's: outcome unknown)
 ///              auth                    default deny; attaches the Principal
 ///              body limit              → 413
 ///              router / fallback       → 404
@@ -217,6 +217,35 @@ mod tests {
         let req = http::Request::get("/health").body(Body::empty()).unwrap();
         let (status, headers, body) = call(app, req).await;
         assert_problem(status, &headers, &body, 408);
+        assert_eq!(body["type"], "about:blank", "a read changed nothing");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_times_out_is_reported_as_outcome_unknown() {
+        // The handler may have sent COMMIT when the timeout dropped it; the server can still
+        // commit, so "408, try again" would invite a duplicate.
+        let app = chain(Router::new().route(
+            "/v1/auth/register",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        ));
+        let req = http::Request::post("/v1/auth/register")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = call(app, req).await;
+        assert_problem(status, &headers, &body, 408);
+        assert_eq!(body["type"], crate::error::OUTCOME_UNKNOWN.uri);
+        assert_eq!(body["title"], crate::error::OUTCOME_UNKNOWN.title);
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("may or may not have been applied"),
+            "{body}"
+        );
+        assert!(headers.get(header::RETRY_AFTER).is_none());
     }
 
     #[tokio::test]
