@@ -43,7 +43,12 @@ pub use self::middleware::{
     auth::{API_KEY_HEADER, PUBLIC_ROUTES, is_public},
     request_id::{REQUEST_ID, is_sane_request_id},
 };
-use crate::{config::HttpSettings, error::ApiError, state::AppState};
+use crate::{
+    config::HttpSettings,
+    error::ApiError,
+    idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED},
+    state::AppState,
+};
 
 /// Wraps `router` in the shared chain and binds the state.
 ///
@@ -124,6 +129,7 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static(API_KEY_HEADER),
             REQUEST_ID,
+            IDEMPOTENCY_KEY,
         ])
         .expose_headers([
             REQUEST_ID,
@@ -131,6 +137,7 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
             RATELIMIT_REMAINING,
             RATELIMIT_RESET,
             header::RETRY_AFTER,
+            IDEMPOTENT_REPLAYED,
         ])
         .max_age(Duration::from_secs(600))
 }
