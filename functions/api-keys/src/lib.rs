@@ -1,7 +1,8 @@
 //! API keys for programmatic access.
 //!
 //! Routes (any authenticated caller; keys are always the caller's own):
-//! - `POST /v1/api-keys` — create a key; the response is the only time the key is shown.
+//! - `POST /v1/api-keys` — create a key; the response is the only time the key is shown
+//!   (with an `Idempotency-Key`, a repeat returns that first response again).
 //! - `GET /v1/api-keys` — list keys (prefix, name, last use; never the key or its hash).
 //! - `DELETE /v1/api-keys/{id}` — revoke; effective on the next request.
 
@@ -14,6 +15,7 @@ use shared::{
     auth::{Principal, api_key},
     error::FieldError,
     extract::{Created, Json, Path},
+    idempotency::{Idempotent, IdempotentResponse},
     repo::api_keys::{self, ApiKey},
     views::Page,
 };
@@ -81,9 +83,9 @@ impl From<ApiKey> for KeyView {
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<CreateKey>,
-) -> Result<Created<CreatedKey>, ApiError> {
-    let name = body.name.trim();
+    Idempotent(idempotency, Json(body)): Idempotent<Json<CreateKey>>,
+) -> Result<IdempotentResponse<Created<CreatedKey>>, ApiError> {
+    let name = body.name.trim().to_owned();
     let len = name.chars().count();
     if !(1..=100).contains(&len) {
         return Err(ApiError::validation(vec![FieldError::new(
@@ -91,15 +93,25 @@ async fn create(
             "must be 1 to 100 characters",
         )]));
     }
-    let new = api_key::generate();
-    let row = api_keys::create(&state.db, principal.user_id, name, &new.prefix, &new.hash).await?;
-    Ok(Created(CreatedKey {
-        id: row.id,
-        name: row.name,
-        prefix: row.prefix,
-        key: new.key,
-        created_at: row.created_at,
-    }))
+    let user_id = principal.user_id;
+    // Shared by every attempt: one retried before COMMIT rolled back, so its key was never
+    // stored and may be used again.
+    let new = std::sync::Arc::new(api_key::generate());
+    idempotency
+        .write(&state.db, user_id, "api_keys.create", move |tx| {
+            let (name, new) = (name.clone(), new.clone());
+            Box::pin(async move {
+                let row = api_keys::insert(tx, user_id, &name, &new.prefix, &new.hash).await?;
+                Ok(Created(CreatedKey {
+                    id: row.id,
+                    name: row.name,
+                    prefix: row.prefix,
+                    key: new.key.clone(),
+                    created_at: row.created_at,
+                }))
+            })
+        })
+        .await
 }
 
 async fn list(
