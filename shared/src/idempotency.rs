@@ -82,10 +82,17 @@ pub struct Idempotent<E>(pub Idempotency, pub E);
 pub struct Idempotency(Option<Keyed>);
 
 /// A key as the request presented it, with what the stored row is matched and sealed with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Keyed {
     key: String,
     request_hash: [u8; 32],
+}
+
+impl std::fmt::Debug for Keyed {
+    // The key unlocks the stored body: like a credential, it is not printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keyed { .. }")
+    }
 }
 
 /// Validates the header: absent is fine; present must be one value of 1–255 printable ASCII
@@ -265,7 +272,9 @@ impl<R> IntoResponse for IdempotentResponse<R> {
 impl Idempotency {
     /// Runs `work` in a transaction as `Db::write` does; with a key, in the same transaction
     /// as the key's lock, lookup and stored response (see the module docs). `work` returns the
-    /// success response to store; errors it wants rolled back are its `PgError`s.
+    /// success response to store; failures it wants rolled back are its `PgError`s. (A non-2xx
+    /// response from `work` is passed on unstored and its transaction commits, so a handler
+    /// refuses requests before calling this.)
     pub async fn write<R, F>(
         self,
         db: &Db,
