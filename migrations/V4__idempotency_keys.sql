@@ -11,7 +11,8 @@ CREATE TABLE idempotency_keys (
     user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     -- SHA-256 of the user id and the Idempotency-Key header.
     key_hash     bytea NOT NULL CHECK (length(key_hash) = 32),
-    -- SHA-256 of method, path and body: the same key with another request is refused.
+    -- HMAC-SHA256 (keyed by the Idempotency-Key) of method, path, query and body: the same key
+    -- with another request is refused.
     request_hash bytea NOT NULL CHECK (length(request_hash) = 32),
     status       smallint NOT NULL CHECK (status BETWEEN 200 AND 299),
     -- The headers the handler set (Content-Type, Location, …) as [[name, value], …].

@@ -51,6 +51,7 @@ use chacha20poly1305::{
     ChaCha20Poly1305, KeyInit, Nonce,
     aead::{Aead, Payload},
 };
+use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -81,11 +82,14 @@ pub struct Idempotent<E>(pub Idempotency, pub E);
 #[derive(Debug)]
 pub struct Idempotency(Option<Keyed>);
 
-/// A key as the request presented it, with what the stored row is matched and sealed with.
+/// A key as the request presented it, and the request it came with (hashed once the user is
+/// known, see [`Secrets::request_hash`]).
 #[derive(Clone)]
 struct Keyed {
     key: String,
-    request_hash: [u8; 32],
+    method: Method,
+    uri: Uri,
+    body: Bytes,
 }
 
 impl std::fmt::Debug for Keyed {
@@ -121,24 +125,6 @@ fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(value.to_str().ok().map(str::to_owned))
 }
 
-/// SHA-256 over method, path, query and body, each length-prefixed so no two different
-/// requests share an input. An empty query counts as none: gateways differ on whether they
-/// leave a bare `?`.
-fn request_hash(method: &Method, uri: &Uri, body: &[u8]) -> [u8; 32] {
-    let query = uri.query().unwrap_or_default();
-    let mut h = Sha256::new();
-    for part in [
-        method.as_str().as_bytes(),
-        uri.path().as_bytes(),
-        query.as_bytes(),
-        body,
-    ] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
-    h.finalize().into()
-}
-
 impl<S, E> FromRequest<S> for Idempotent<E>
 where
     S: Send + Sync,
@@ -155,9 +141,14 @@ where
         let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
             .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
-        let request_hash = request_hash(&parts.method, &parts.uri, &bytes);
+        let keyed = Keyed {
+            key,
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            body: bytes.clone(),
+        };
         let inner = E::from_request(Request::from_parts(parts, Body::from(bytes)), state).await?;
-        Ok(Self(Idempotency(Some(Keyed { key, request_hash })), inner))
+        Ok(Self(Idempotency(Some(keyed)), inner))
     }
 }
 
@@ -167,6 +158,9 @@ struct Secrets {
     key_hash: [u8; 32],
     /// Serialises requests with this key (the advisory lock's id).
     lock_id: i64,
+    /// Keys the request hash: a plain hash of a known body shape would let a database reader
+    /// test guesses of what it contained (a future body may carry a password).
+    request_mac: Hmac<Sha256>,
     /// Seals the stored body.
     cipher: ChaCha20Poly1305,
 }
@@ -183,17 +177,43 @@ impl Secrets {
         let key_hash = hash(b"basalt idempotency key hash v1\0");
         let mut lock = [0u8; 8];
         lock.copy_from_slice(&key_hash[..8]);
-        // HKDF-SHA256 with the key as input keying material and a distinct label, so
-        // `key_hash` (which is stored) says nothing about the sealing key.
-        let mut sealing_key = [0u8; 32];
-        hkdf::Hkdf::<Sha256>::new(Some(user_id.as_bytes()), key.as_bytes())
-            .expand(b"basalt idempotency response body v1", &mut sealing_key)
-            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
+        // HKDF-SHA256 with the key as input keying material and distinct labels, so
+        // `key_hash` (which is stored) says nothing about the other keys.
+        let hkdf = hkdf::Hkdf::<Sha256>::new(Some(user_id.as_bytes()), key.as_bytes());
+        let expand = |label: &[u8]| -> [u8; 32] {
+            let mut okm = [0u8; 32];
+            hkdf.expand(label, &mut okm)
+                .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
+            okm
+        };
+        let sealing_key = expand(b"basalt idempotency response body v1");
+        let request_mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&expand(b"basalt idempotency request v1"))
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         Self {
             key_hash,
             lock_id: i64::from_be_bytes(lock),
+            request_mac,
             cipher: ChaCha20Poly1305::new(&sealing_key.into()),
         }
+    }
+
+    /// HMAC-SHA256 over method, path, query and body, each length-prefixed so no two
+    /// different requests share an input. An empty query counts as none: gateways differ on
+    /// whether they leave a bare `?`.
+    fn request_hash(&self, method: &Method, uri: &Uri, body: &[u8]) -> [u8; 32] {
+        let query = uri.query().unwrap_or_default();
+        let mut mac = self.request_mac.clone();
+        for part in [
+            method.as_str().as_bytes(),
+            uri.path().as_bytes(),
+            query.as_bytes(),
+            body,
+        ] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
     }
 
     /// Nonce ‖ ciphertext; the request hash is authenticated with it, so a body cannot be
@@ -292,7 +312,7 @@ impl Idempotency {
             ));
         };
         let secrets = Arc::new(Secrets::derive(user_id, &keyed.key));
-        let request_hash = keyed.request_hash;
+        let request_hash = secrets.request_hash(&keyed.method, &keyed.uri, &keyed.body);
         let work = Arc::new(work);
         let outcome = {
             let secrets = secrets.clone();
@@ -560,17 +580,33 @@ mod tests {
     #[test]
     fn the_request_hash_covers_method_target_and_body_unambiguously() {
         let uri = |s: &str| s.parse::<Uri>().unwrap();
-        let base = request_hash(&Method::POST, &uri("/v1/items"), b"{}");
-        assert_eq!(base, request_hash(&Method::POST, &uri("/v1/items"), b"{}"));
+        let secrets = Secrets::derive(Uuid::now_v7(), "k");
+        let hash = |method: &Method, target: &str, body: &[u8]| {
+            secrets.request_hash(method, &uri(target), body)
+        };
+        let base = hash(&Method::POST, "/v1/items", b"{}");
+        assert_eq!(base, hash(&Method::POST, "/v1/items", b"{}"));
+        assert_eq!(base, hash(&Method::POST, "/v1/items?", b"{}"));
         for other in [
-            request_hash(&Method::PUT, &uri("/v1/items"), b"{}"),
-            request_hash(&Method::POST, &uri("/v1/api-keys"), b"{}"),
-            request_hash(&Method::POST, &uri("/v1/items?x=1"), b"{}"),
-            request_hash(&Method::POST, &uri("/v1/items"), b"{ }"),
+            hash(&Method::PUT, "/v1/items", b"{}"),
+            hash(&Method::POST, "/v1/api-keys", b"{}"),
+            hash(&Method::POST, "/v1/items?x=1", b"{}"),
+            hash(&Method::POST, "/v1/items", b"{ }"),
+            // Keyed per user and key: without the Idempotency-Key, a stored hash confirms no
+            // guess of what the body held.
+            Secrets::derive(Uuid::now_v7(), "k").request_hash(
+                &Method::POST,
+                &uri("/v1/items"),
+                b"{}",
+            ),
+            Secrets::derive(Uuid::now_v7(), "k2").request_hash(
+                &Method::POST,
+                &uri("/v1/items"),
+                b"{}",
+            ),
         ] {
             assert_ne!(base, other);
         }
-        assert_eq!(base, request_hash(&Method::POST, &uri("/v1/items?"), b"{}"));
     }
 
     #[test]
