@@ -123,6 +123,25 @@ impl DbError {
         }
     }
 
+    /// The write may or may not have committed: the connection was lost, or the server ended
+    /// the session (class 08, 57P01–03), while `COMMIT` was in flight, and nothing reported a
+    /// rollback. Never retried, and callers must not invite a blind retry either. An error the
+    /// server *reported* for `COMMIT` (a serialization failure, a deferred constraint) means it
+    /// rolled back: the outcome is known.
+    pub fn outcome_unknown(&self) -> bool {
+        match &self.failure {
+            DbFailure::Query {
+                source,
+                during_commit: true,
+            } => {
+                let code = source.code().map(SqlState::code);
+                !matches!(code, Some("40001" | "40P01"))
+                    && classify(code, is_connection_loss(source)) == Transience::Transient
+            }
+            _ => false,
+        }
+    }
+
     /// The database could not be reached (as opposed to a query that failed): a 503.
     pub fn is_unavailable(&self) -> bool {
         match &self.failure {

@@ -21,6 +21,43 @@ use crate::db::DbError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// A problem type of this API: the URI clients match on, and its title. Everything else is
+/// `about:blank` (the status code says it all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemType {
+    pub uri: &'static str,
+    pub title: &'static str,
+}
+
+/// A write whose outcome is unknown: it may or may not have been applied. Not a "try again":
+/// the client should check, or repeat the request with the same `Idempotency-Key`.
+pub const OUTCOME_UNKNOWN: ProblemType = ProblemType {
+    uri: "https://basalt.dev/problems/outcome-unknown",
+    title: "Outcome unknown",
+};
+
+/// 409: a request with this `Idempotency-Key` is still being processed.
+pub const IDEMPOTENCY_KEY_IN_USE: ProblemType = ProblemType {
+    uri: "https://basalt.dev/problems/idempotency-key-in-use",
+    title: "Idempotency key in use",
+};
+
+/// 422: this `Idempotency-Key` was used for a different request.
+pub const IDEMPOTENCY_KEY_REUSED: ProblemType = ProblemType {
+    uri: "https://basalt.dev/problems/idempotency-key-reused",
+    title: "Idempotency key reused",
+};
+
+/// The detail of an [`OUTCOME_UNKNOWN`] database failure.
+const COMMIT_LOST: &str = "the connection to the database was lost while the change was being \
+    committed, so it may or may not have been applied: check before repeating the request, or \
+    repeat it with the same Idempotency-Key, which returns the first response if it was applied";
+
+/// The detail of a write that timed out (the chain's 408): it may have reached `COMMIT`.
+pub const WRITE_TIMED_OUT: &str = "the request took too long and was abandoned, so a change it \
+    made may or may not have been applied: check before repeating the request, or repeat it \
+    with the same Idempotency-Key, which returns the first response if it was applied";
+
 /// RFC 9457 problem details, plus the request id that ties a failure to its log lines.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Problem {
@@ -46,6 +83,18 @@ impl Problem {
             title: Cow::Borrowed(status.canonical_reason().unwrap_or("Error")),
             status: status.as_u16(),
             detail: default_detail(status).map(str::to_owned),
+            request_id: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// A problem of one of this API's types.
+    pub fn of_type(status: StatusCode, kind: ProblemType, detail: impl Into<String>) -> Self {
+        Self {
+            kind: Cow::Borrowed(kind.uri),
+            title: Cow::Borrowed(kind.title),
+            status: status.as_u16(),
+            detail: Some(detail.into()),
             request_id: None,
             errors: Vec::new(),
         }
@@ -85,6 +134,8 @@ impl FieldError {
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
+    /// `None`: `about:blank`.
+    kind: Option<ProblemType>,
     detail: Option<String>,
     errors: Vec<FieldError>,
     source: Option<anyhow::Error>,
@@ -96,6 +147,7 @@ impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
             status,
+            kind: None,
             detail: Some(detail.into()),
             errors: Vec::new(),
             source: None,
@@ -119,6 +171,12 @@ impl ApiError {
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));
         self
+    /// An error of one of this API's problem types.
+    pub fn typed(status: StatusCode, kind: ProblemType, detail: impl Into<String>) -> Self {
+        Self {
+            kind: Some(kind),
+            ..Self::new(status, detail)
+        }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -145,6 +203,7 @@ impl ApiError {
     pub fn validation(errors: Vec<FieldError>) -> Self {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
+            kind: None,
             detail: Some("the request has invalid fields".into()),
             errors,
             source: None,
@@ -156,6 +215,7 @@ impl ApiError {
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: None,
             detail: None,
             errors: Vec::new(),
             source: Some(source.into()),
@@ -167,6 +227,7 @@ impl ApiError {
     pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: None,
             detail: None,
             errors: Vec::new(),
             source: Some(source.into()),
@@ -182,6 +243,20 @@ impl ApiError {
         }
     }
 
+    /// 500 [`OUTCOME_UNKNOWN`]: a write that may or may not have committed. Unlike a 503 it
+    /// carries no invitation to retry (and no `Retry-After`): repeating a write that did commit
+    /// would apply it twice. `source` is logged.
+    pub fn outcome_unknown(source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            source: Some(source.into()),
+            ..Self::typed(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                OUTCOME_UNKNOWN,
+                COMMIT_LOST,
+            )
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -189,7 +264,10 @@ impl ApiError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
-        if e.is_unavailable() {
+        // First: a connection lost during COMMIT also looks like an unreachable database.
+        if e.outcome_unknown() {
+            Self::outcome_unknown(e)
+        } else if e.is_unavailable() {
             Self::unavailable(e)
         } else {
             Self::internal(e)
@@ -209,6 +287,10 @@ impl IntoResponse for ApiError {
             );
         }
         let mut problem = Problem::from_status(self.status);
+        if let Some(kind) = self.kind {
+            problem.kind = Cow::Borrowed(kind.uri);
+            problem.title = Cow::Borrowed(kind.title);
+        }
         if let Some(detail) = self.detail {
             problem.detail = Some(detail);
         }
@@ -277,8 +359,14 @@ impl aide::OperationOutput for ApiError {
 mod tests {
     use std::time::Duration;
 
+    use tokio_postgres::{NoTls, error::SqlState};
+
     use super::*;
-    use crate::{config::LogFormat, db::Db, repo, telemetry, testing};
+    use crate::{
+        config::LogFormat,
+        db::{Db, DbFailure, PgError},
+        repo, telemetry, testing,
+    };
 
     #[tokio::test]
     async fn a_logged_database_error_keeps_its_sqlstate_but_not_the_servers_detail() {
@@ -322,5 +410,95 @@ mod tests {
             "the server's detail was logged: {line}"
         );
         assert!(!logs.contains("DETAIL"), "{logs}");
+    }
+
+    fn rendered(e: ApiError) -> (StatusCode, http::HeaderMap, Problem) {
+        let response = e.into_response();
+        let problem = response
+            .extensions()
+            .get::<Problem>()
+            .cloned()
+            .expect("an ApiError response carries its Problem");
+        (response.status(), response.headers().clone(), problem)
+    }
+
+    fn failed(source: PgError, during_commit: bool) -> DbError {
+        DbError {
+            op: "test.write",
+            failure: DbFailure::Query {
+                source,
+                during_commit,
+            },
+            attempts: 1,
+        }
+    }
+
+    /// Real errors of a session the server ended, as a `COMMIT` in flight sees them: first the
+    /// server's own 57P01 (`pg_terminate_backend`), then a closed connection for the next call.
+    async fn terminated_session_errors() -> (PgError, PgError) {
+        let url = crate::testing::create_database().await;
+        let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        let driver = tokio::spawn(conn);
+        let fatal = client
+            .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            .await
+            .unwrap_err();
+        let _ = driver.await;
+        let closed = client.batch_execute("COMMIT").await.unwrap_err();
+        assert_eq!(fatal.code(), Some(&SqlState::ADMIN_SHUTDOWN), "{fatal}");
+        assert!(closed.is_closed(), "{closed}");
+        (fatal, closed)
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_during_commit_is_outcome_unknown_not_try_again() {
+        let (fatal, closed) = terminated_session_errors().await;
+        for source in [closed, fatal] {
+            let e = failed(source, true);
+            assert!(e.outcome_unknown(), "{e}");
+            let (status, headers, problem) = rendered(e.into());
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(problem.kind, OUTCOME_UNKNOWN.uri);
+            assert_eq!(problem.title, OUTCOME_UNKNOWN.title);
+            let detail = problem.detail.unwrap_or_default();
+            assert!(
+                detail.contains("may or may not have been applied"),
+                "{detail}"
+            );
+            assert!(detail.contains("Idempotency-Key"), "{detail}");
+            assert!(!headers.contains_key(header::RETRY_AFTER));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_same_loss_before_commit_is_still_a_503_and_a_reported_rollback_is_known() {
+        let (_, closed) = terminated_session_errors().await;
+        // Before COMMIT nothing committed: unavailable, retrying is safe.
+        let e = failed(closed, false);
+        assert!(!e.outcome_unknown());
+        let (status, _, problem) = rendered(e.into());
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(problem.kind, "about:blank");
+
+        // An error the server reports for COMMIT (here a deferred check failing) means it
+        // rolled back: a plain 500, not "unknown".
+        let url = crate::testing::create_database().await;
+        let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute("CREATE TABLE t (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+            .await
+            .unwrap();
+        client
+            .batch_execute("BEGIN; INSERT INTO t VALUES (1), (1)")
+            .await
+            .unwrap();
+        let reported = client.batch_execute("COMMIT").await.unwrap_err();
+        assert_eq!(reported.code(), Some(&SqlState::UNIQUE_VIOLATION));
+        let e = failed(reported, true);
+        assert!(!e.outcome_unknown());
+        let (status, _, problem) = rendered(e.into());
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(problem.kind, "about:blank");
     }
 }

@@ -19,8 +19,9 @@
 //!   sliding-window limiter (Redis, in-memory fallback). Neither knows the other or HTTP
 //!   middleware.
 //! - [`state`]: `AppState`, what handlers receive.
-//! - [`extract`]: `Json`/`Path`/`Query`/`Created` that fail with `ApiError`; `NoStore` for
-//!   responses that carry a credential.
+//! - [`extract`], [`idempotency`]: `Json`/`Path`/`Query`/`Created` that fail with `ApiError`;
+//!   `NoStore` for responses that carry a credential; `Idempotency-Key` for POSTs that create
+//!   (the first response again, in the write's transaction).
 //! - [`routes`]: `routes!`, one route list giving a documented `api()` and a plain `router()`.
 //! - [`http`]: `app()`, the one function that assembles the middleware chain, and its layers.
 //! - [`lambda`]: runs a router as a Lambda function through that chain.
@@ -32,6 +33,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod idempotency;
 pub mod lambda;
 pub mod migrations;
 pub mod rate_limit;

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["views"],
     &["auth", "rate_limit"],
     &["state"],
-    &["extract"],
+    &["extract", "idempotency"],
     &["routes"],
     &["http"],
     &["lambda"],

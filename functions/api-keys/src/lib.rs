@@ -2,9 +2,9 @@
 //!
 //! Routes (any authenticated caller; keys are always the caller's own):
 //! - `POST /v1/api-keys` — create a key; the response is the only time the key is shown, and
-//!   is `no-store`. Needs a sign-in within `REAUTH_WINDOW_SECONDS` or `current_password`; an
-//!   API key cannot create keys. Counts against the stricter sign-in budget (it may check a
-//!   password).
+//!   is `no-store` (with an `Idempotency-Key`, a repeat returns that first response again).
+//!   Needs a sign-in within `REAUTH_WINDOW_SECONDS` or `current_password`; an API key cannot
+//!   create keys. Counts against the stricter sign-in budget (it may check a password).
 //! - `GET /v1/api-keys` — list keys (prefix, name, last use; never the key or its hash).
 //! - `DELETE /v1/api-keys/{id}` — revoke; effective on the next request.
 
@@ -17,6 +17,7 @@ use shared::{
     auth::{Principal, api_key},
     error::FieldError,
     extract::{Created, Json, NoStore, Path},
+    idempotency::{Idempotent, IdempotentResponse},
     repo::api_keys::{self, ApiKey},
     validate,
     views::Page,
@@ -87,9 +88,9 @@ impl From<ApiKey> for KeyView {
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<CreateKey>,
-) -> Result<NoStore<Created<CreatedKey>>, ApiError> {
-    let name = body.name.trim();
+    Idempotent(idempotency, Json(body)): Idempotent<Json<CreateKey>>,
+) -> Result<NoStore<IdempotentResponse<Created<CreatedKey>>>, ApiError> {
+    let name = body.name.trim().to_owned();
     let len = name.chars().count();
     if !(1..=100).contains(&len) {
         return Err(ApiError::validation(vec![FieldError::new(
@@ -97,20 +98,32 @@ async fn create(
             "must be 1 to 100 characters",
         )]));
     }
-    validate::single_line("name", name).map_err(|e| ApiError::validation(vec![e]))?;
+    validate::single_line("name", &name).map_err(|e| ApiError::validation(vec![e]))?;
+    // Before the idempotent write: a replay needs a recent sign-in as much as the first call.
     state
         .auth
         .require_recent_sign_in(&principal, body.current_password)
         .await?;
-    let new = api_key::generate();
-    let row = api_keys::create(&state.db, principal.user_id, name, &new.prefix, &new.hash).await?;
-    Ok(NoStore(Created(CreatedKey {
-        id: row.id,
-        name: row.name,
-        prefix: row.prefix,
-        key: new.key,
-        created_at: row.created_at,
-    })))
+    let user_id = principal.user_id;
+    // Shared by every attempt: one retried before COMMIT rolled back, so its key was never
+    // stored and may be used again.
+    let new = std::sync::Arc::new(api_key::generate());
+    idempotency
+        .write(&state.db, user_id, "api_keys.create", move |tx| {
+            let (name, new) = (name.clone(), new.clone());
+            Box::pin(async move {
+                let row = api_keys::insert(tx, user_id, &name, &new.prefix, &new.hash).await?;
+                Ok(Created(CreatedKey {
+                    id: row.id,
+                    name: row.name,
+                    prefix: row.prefix,
+                    key: new.key.clone(),
+                    created_at: row.created_at,
+                }))
+            })
+        })
+        .await
+        .map(NoStore)
 }
 
 async fn list(

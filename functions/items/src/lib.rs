@@ -3,7 +3,7 @@
 //! Routes (any authenticated caller; every query is scoped to the caller, so another user's
 //! item is a 404, indistinguishable from one that does not exist):
 //! - `GET /v1/items?limit=&cursor=` — newest first, keyset-paginated (`limit` ≤ 100).
-//! - `POST /v1/items` — create.
+//! - `POST /v1/items` — create; with an `Idempotency-Key`, a repeat returns the first response.
 //! - `GET|PATCH|DELETE /v1/items/{id}` — read, change, delete one.
 
 use axum::{extract::State, response::NoContent};
@@ -16,6 +16,7 @@ use shared::{
     auth::Principal,
     error::FieldError,
     extract::{Created, Json, Path, Query},
+    idempotency::{Idempotent, IdempotentResponse},
     repo::items::{self, Item},
     validate,
     views::Page,
@@ -158,22 +159,25 @@ async fn list(
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<NewItem>,
-) -> Result<Created<ItemView>, ApiError> {
+    Idempotent(idempotency, Json(body)): Idempotent<Json<NewItem>>,
+) -> Result<IdempotentResponse<Created<ItemView>>, ApiError> {
     let mut errors = Vec::new();
     check_title(&body.title, &mut errors);
     check_description(&body.description, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let item = items::create(
-        &state.db,
-        principal.user_id,
-        body.title.trim(),
-        &body.description,
-    )
-    .await?;
-    Ok(Created(item.into()))
+    let user_id = principal.user_id;
+    let (title, description) = (body.title.trim().to_owned(), body.description);
+    idempotency
+        .write(&state.db, user_id, "items.create", move |tx| {
+            let (title, description) = (title.clone(), description.clone());
+            Box::pin(async move {
+                let item = items::insert(tx, user_id, &title, &description).await?;
+                Ok(Created(ItemView::from(item)))
+            })
+        })
+        .await
 }
 
 async fn get_one(

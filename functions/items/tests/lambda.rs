@@ -60,6 +60,50 @@ async fn gateway_events_match_the_host() {
     assert_eq!(r.body["title"], "u");
 }
 
+/// `Idempotency-Key` through gateway events: the host's first POST creates the item and every
+/// event source — plain and base64 bodies, a stage prefix — gets that response again; the same
+/// key with another body is 422.
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_response_through_gateway_events() {
+    let state = testing::state().await;
+    let app = || shared::http::app(fn_items::router(), state.clone());
+    let (user_id, token) = testing::user_with_token(&state).await;
+    let create = Call::new("POST", "/v1/items")
+        .bearer(&token)
+        .header("idempotency-key", "lambda-key-1")
+        .json(json!({"title": "t", "description": "d"}));
+
+    let first = testing::via_host(app(), &create).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let r = testing::assert_lambda_matches_host(app, &create).await;
+    assert_eq!(r.body, first.body, "the very same item, id included");
+    assert_eq!(r.headers["idempotent-replayed"], "true");
+    for event in [
+        testing::http_api_event(&create, "live"),
+        testing::rest_api_event(&create, "prod"),
+        testing::function_url_event(&create),
+    ] {
+        let r = testing::via_lambda(app(), event).await;
+        assert_eq!((r.status, &r.body), (201, &first.body));
+        assert_eq!(r.headers["idempotent-replayed"], "true");
+    }
+    let items = shared::repo::items::list(&state.db, user_id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1);
+
+    let other = Call::new("POST", "/v1/items")
+        .bearer(&token)
+        .header("idempotency-key", "lambda-key-1")
+        .json(json!({"title": "another"}));
+    let r = testing::assert_lambda_matches_host(app, &other).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.body["type"],
+        "https://basalt.dev/problems/idempotency-key-reused"
+    );
+}
+
 /// The chain's rate limiting and CORS through gateway events: the client IP comes from the
 /// event's request context, the budget from Redis, and a 429 keeps CORS headers and the id.
 #[tokio::test]

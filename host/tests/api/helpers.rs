@@ -216,3 +216,64 @@ pub(crate) fn header<'a>(r: &'a Reply, name: &str) -> &'a str {
         .to_str()
         .unwrap()
 }
+
+// --- Idempotency and unknown outcomes ------------------------------------------------------
+
+impl TestApp {
+    /// A POST with an `Idempotency-Key`.
+    pub(crate) async fn post_keyed(&self, path: &str, auth: &str, key: &str, body: Value) -> Reply {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(auth)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        Self::reply(res).await
+    }
+
+    /// Rows in `table` (a name from this schema), counted in the database itself.
+    pub(crate) async fn count(&self, table: &'static str) -> i64 {
+        self.state
+            .db
+            .read("test.count", |c| async move {
+                c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                    .await?
+                    .try_get(0)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Makes every `COMMIT` of a transaction that inserted an item sleep `seconds` first (a
+    /// deferred constraint trigger runs at COMMIT), so tests can act while it is in flight.
+    pub(crate) async fn slow_commits(&self, seconds: f64) {
+        let sql = format!(
+            "CREATE OR REPLACE FUNCTION test_slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$; \
+             CREATE CONSTRAINT TRIGGER test_slow_commit AFTER INSERT ON items \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_slow_commit();"
+        );
+        self.state
+            .db
+            .read("test.slow_commits", |c| {
+                let sql = sql.clone();
+                async move { c.batch_execute(&sql).await }
+            })
+            .await
+            .unwrap();
+    }
+
+    pub(crate) async fn fast_commits(&self) {
+        self.state
+            .db
+            .read("test.fast_commits", |c| async move {
+                c.batch_execute("DROP TRIGGER test_slow_commit ON items")
+                    .await
+            })
+            .await
+            .unwrap();
+    }
+}

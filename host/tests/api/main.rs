@@ -11,6 +11,7 @@ mod chain;
 mod cors;
 mod database;
 mod health;
+mod idempotency;
 mod invoke_events;
 mod items;
 mod logging;

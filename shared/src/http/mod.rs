@@ -44,7 +44,12 @@ pub use self::middleware::{
     auth::{API_KEY_HEADER, PUBLIC_ROUTES, is_public},
     request_id::{REQUEST_ID, is_sane_request_id},
 };
-use crate::{config::HttpSettings, error::ApiError, state::AppState};
+use crate::{
+    config::HttpSettings,
+    error::ApiError,
+    idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED},
+    state::AppState,
+};
 
 /// Wraps `router` in the shared chain and binds the state.
 ///
@@ -58,7 +63,7 @@ use crate::{config::HttpSettings, error::ApiError, state::AppState};
 ///              problem details         every 4xx/5xx → problem+json with the request id
 ///              rate limit              sliding window per (principal, endpoint) → 429
 ///              catch panic             → 500
-///              timeout                 → 408
+///              timeout                 → 408 (a write's: outcome unknown)
 ///              auth                    default deny; attaches the Principal
 ///              body limit              → 413
 ///              router / fallback       → 404
@@ -135,6 +140,7 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static(API_KEY_HEADER),
             REQUEST_ID,
+            IDEMPOTENCY_KEY,
         ])
         .expose_headers([
             REQUEST_ID,
@@ -142,6 +148,7 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
             RATELIMIT_REMAINING,
             RATELIMIT_RESET,
             header::RETRY_AFTER,
+            IDEMPOTENT_REPLAYED,
         ])
         .max_age(Duration::from_secs(600))
 }
@@ -228,6 +235,35 @@ mod tests {
         let req = http::Request::get("/health").body(Body::empty()).unwrap();
         let (status, headers, body) = call(app, req).await;
         assert_problem(status, &headers, &body, 408);
+        assert_eq!(body["type"], "about:blank", "a read changed nothing");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_times_out_is_reported_as_outcome_unknown() {
+        // The handler may have sent COMMIT when the timeout dropped it; the server can still
+        // commit, so "408, try again" would invite a duplicate.
+        let app = chain(Router::new().route(
+            "/v1/auth/register",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        ));
+        let req = http::Request::post("/v1/auth/register")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = call(app, req).await;
+        assert_problem(status, &headers, &body, 408);
+        assert_eq!(body["type"], crate::error::OUTCOME_UNKNOWN.uri);
+        assert_eq!(body["title"], crate::error::OUTCOME_UNKNOWN.title);
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("may or may not have been applied"),
+            "{body}"
+        );
+        assert!(headers.get(header::RETRY_AFTER).is_none());
     }
 
     #[tokio::test]

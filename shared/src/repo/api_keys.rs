@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{Db, DbError, PgError};
+use crate::db::{Db, DbError, PgError, Transaction};
 
 /// A key as listed: never the key itself or its hash.
 #[derive(Debug, Clone)]
@@ -76,18 +76,28 @@ pub async fn create(
     let (name, prefix, key_hash) = (name.to_owned(), prefix.to_owned(), key_hash.to_vec());
     db.write("api_keys.create", move |tx| {
         let (name, prefix, key_hash) = (name.clone(), prefix.clone(), key_hash.clone());
-        Box::pin(async move {
-            let stmt = tx.prepare_cached(CREATE).await?;
-            let row = tx
-                .query_one(
-                    &stmt,
-                    &[&Uuid::now_v7(), &user_id, &name, &prefix, &key_hash],
-                )
-                .await?;
-            ApiKey::from_row(&row)
-        })
+        Box::pin(async move { insert(tx, user_id, &name, &prefix, &key_hash).await })
     })
     .await
+}
+
+/// [`create`]'s statement inside the caller's transaction, for work that must commit with
+/// something else (an idempotency record).
+pub async fn insert(
+    tx: &Transaction<'_>,
+    user_id: Uuid,
+    name: &str,
+    prefix: &str,
+    key_hash: &[u8],
+) -> Result<ApiKey, PgError> {
+    let stmt = tx.prepare_cached(CREATE).await?;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[&Uuid::now_v7(), &user_id, &name, &prefix, &key_hash],
+        )
+        .await?;
+    ApiKey::from_row(&row)
 }
 
 const LIST: &str = concat!(

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{Db, DbError, PgError};
+use crate::db::{Db, DbError, PgError, Transaction};
 
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -53,15 +53,24 @@ pub async fn create(
     let (title, description) = (title.to_owned(), description.to_owned());
     db.write("items.create", move |tx| {
         let (title, description) = (title.clone(), description.clone());
-        Box::pin(async move {
-            let stmt = tx.prepare_cached(CREATE).await?;
-            let row = tx
-                .query_one(&stmt, &[&Uuid::now_v7(), &user_id, &title, &description])
-                .await?;
-            Item::from_row(&row)
-        })
+        Box::pin(async move { insert(tx, user_id, &title, &description).await })
     })
     .await
+}
+
+/// [`create`]'s statement inside the caller's transaction, for work that must commit with
+/// something else (an idempotency record).
+pub async fn insert(
+    tx: &Transaction<'_>,
+    user_id: Uuid,
+    title: &str,
+    description: &str,
+) -> Result<Item, PgError> {
+    let stmt = tx.prepare_cached(CREATE).await?;
+    let row = tx
+        .query_one(&stmt, &[&Uuid::now_v7(), &user_id, &title, &description])
+        .await?;
+    Item::from_row(&row)
 }
 
 const GET: &str = concat!(

@@ -3,5 +3,6 @@
 //! the scoping (another user's row reads as "not found").
 
 pub mod api_keys;
+pub mod idempotency;
 pub mod items;
 pub mod users;

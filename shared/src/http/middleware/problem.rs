@@ -2,10 +2,10 @@
 //! format in the workspace.
 
 use axum::{body::Body, extract::Request, middleware::Next, response::Response};
-use http::{HeaderValue, header};
+use http::{HeaderValue, StatusCode, header};
 
 use super::request_id::REQUEST_ID;
-use crate::error::{PROBLEM_JSON, Problem};
+use crate::error::{OUTCOME_UNKNOWN, PROBLEM_JSON, Problem, WRITE_TIMED_OUT};
 
 /// Renders every error response as problem+json carrying the request id: an `ApiError`'s
 /// [`Problem`] from the response extensions, or one derived from the status for the bare
@@ -16,6 +16,7 @@ pub async fn problem_details(req: Request, next: Next) -> Response {
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let write = !req.method().is_safe();
     let response = next.run(req).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -25,7 +26,7 @@ pub async fn problem_details(req: Request, next: Next) -> Response {
     let mut problem = parts
         .extensions
         .remove::<Problem>()
-        .unwrap_or_else(|| Problem::from_status(status));
+        .unwrap_or_else(|| bare_problem(status, write));
     problem.request_id = request_id;
     let body = match serde_json::to_vec(&problem) {
         Ok(body) => body,
@@ -36,4 +37,15 @@ pub async fn problem_details(req: Request, next: Next) -> Response {
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
+}
+
+/// The problem for a bare error response. A write that timed out may have been abandoned
+/// while its `COMMIT` was in flight, and that commit can still succeed: the client must not
+/// take the 408 for "nothing happened".
+fn bare_problem(status: StatusCode, write: bool) -> Problem {
+    if status == StatusCode::REQUEST_TIMEOUT && write {
+        Problem::of_type(status, OUTCOME_UNKNOWN, WRITE_TIMED_OUT)
+    } else {
+        Problem::from_status(status)
+    }
 }
