@@ -108,7 +108,8 @@ impl DbError {
             return format!("{what} (SQLSTATE {})", code.code());
         }
         if is_tls_refusal(pg) {
-            return "the TLS handshake failed (see the server log for the certificate check)".into();
+            return "the TLS handshake failed (see the server log for the certificate check)"
+                .into();
         }
         let io_kind = std::iter::successors(
             std::error::Error::source(pg),
@@ -207,8 +208,10 @@ impl DbFailure {
             // database (3D000) or a refused certificate will not, and retrying them only
             // triples the cost of every request.
             Self::Pool(PoolError::Backend(source)) => {
-                classify(source.code().map(SqlState::code), is_connection_loss(source))
-                    == Transience::Transient
+                classify(
+                    source.code().map(SqlState::code),
+                    is_connection_loss(source),
+                ) == Transience::Transient
             }
             Self::Pool(_) => false,
             Self::Query {
@@ -518,6 +521,7 @@ mod tests {
             attempts: 3,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(300),
+            deadline: Duration::from_secs(5),
         };
         assert_eq!(p.backoff(1, 0.0), Duration::from_millis(50));
         assert_eq!(p.backoff(1, 1.0), Duration::from_millis(100));
@@ -667,15 +671,22 @@ mod tests {
     async fn a_missing_database_is_not_retried_and_its_cause_is_named() {
         let admin = crate::testing::admin_url();
         let (base, _) = admin.rsplit_once('/').unwrap();
-        let db = Db::connect_lazy(&format!("{base}/no_such_database"), 1, Duration::from_secs(5))
-            .unwrap();
+        let db = Db::connect_lazy(
+            &format!("{base}/no_such_database"),
+            1,
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let err = db
             .read("test.missing_db", |c| async move {
                 c.execute("SELECT 1", &[]).await
             })
             .await
             .unwrap_err();
-        assert_eq!(err.attempts, 1, "3D000 fails the same way every time: {err}");
+        assert_eq!(
+            err.attempts, 1,
+            "3D000 fails the same way every time: {err}"
+        );
         assert!(err.is_unavailable(), "{err}");
         assert_eq!(
             err.unavailable_cause(),
@@ -685,7 +696,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_certificate_refusal_is_not_retried() {
-        let params = format!("sslmode=verify-full&sslrootcert={}", crate::testing::other_ca());
+        let params = format!(
+            "sslmode=verify-full&sslrootcert={}",
+            crate::testing::other_ca()
+        );
         let url = crate::testing::tls_url(&crate::testing::admin_url(), "localhost", &params);
         let db = Db::connect_lazy(&url, 1, Duration::from_secs(5)).unwrap();
         let err = db
@@ -695,7 +709,10 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.attempts, 1, "{err}");
-        assert!(err.unavailable_cause().contains("TLS handshake failed"), "{err}");
+        assert!(
+            err.unavailable_cause().contains("TLS handshake failed"),
+            "{err}"
+        );
     }
 
     /// A host that accepts connections and never answers (a black hole, a hung server): the

@@ -6,7 +6,7 @@
 //! from elsewhere (axum's 405, tower-http's 408/413, a caught panic) into the same format, so
 //! it is the only code in the workspace that writes problem+json.
 
-use std::{borrow::Cow, time::Duration};
+use std::borrow::Cow;
 
 use aide::{
     generate::GenContext,
@@ -171,6 +171,8 @@ impl ApiError {
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));
         self
+    }
+
     /// An error of one of this API's problem types.
     pub fn typed(status: StatusCode, kind: ProblemType, detail: impl Into<String>) -> Self {
         Self {
@@ -240,7 +242,6 @@ impl ApiError {
     /// (the request log line records the status).
     pub fn overloaded(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, detail).with_retry_after(retry_after_secs)
-        }
     }
 
     /// 500 [`OUTCOME_UNKNOWN`]: a write that may or may not have committed. Unlike a 503 it

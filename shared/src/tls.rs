@@ -259,10 +259,37 @@ where
         Box::pin(async move {
             // rustls says what is wrong with the certificate ("invalid peer certificate:
             // UnknownIssuer"); add what it was checked against, so the fix is obvious.
-            handshake
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("{e} ({policy})")))
+            handshake.await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    HandshakeFailed {
+                        cause: e,
+                        policy,
+                    },
+                )
+            })
         })
+    }
+}
+
+/// A failed handshake and the policy it was checked against. The cause stays reachable as the
+/// error's source, so callers can tell rustls's refusal of a certificate (permanent) from a
+/// connection that broke mid-handshake (worth retrying).
+#[derive(Debug)]
+struct HandshakeFailed {
+    cause: io::Error,
+    policy: String,
+}
+
+impl std::fmt::Display for HandshakeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.cause, self.policy)
+    }
+}
+
+impl std::error::Error for HandshakeFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
     }
 }
 

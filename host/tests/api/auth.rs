@@ -326,7 +326,8 @@ async fn look_alike_emails_are_one_account_and_invisible_characters_are_refused(
 #[tokio::test]
 async fn accounts_stored_before_canonical_emails_still_sign_in_and_then_count_as_taken() {
     let app = spawn_app().await;
-    let hash = shared::auth::password::hash("long enough".into(), 4)
+    let hash = shared::auth::password::Passwords::new(4, 1)
+        .hash("long enough".into())
         .await
         .unwrap();
     let id = Uuid::now_v7();
@@ -371,6 +372,8 @@ async fn accounts_stored_before_canonical_emails_still_sign_in_and_then_count_as
     )
     .await
     .assert_problem(409);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_sign_ins_is_bounded_and_the_rest_of_the_api_keeps_answering() {
     // A realistic cost and two cores' worth of permits, whatever this machine has.
@@ -462,7 +465,8 @@ async fn signing_in_after_bcrypt_cost_was_raised_stores_a_hash_at_the_new_cost()
     let email = format!("rehash-{}@example.com", Uuid::new_v4().simple());
     let password = "correct horse battery";
     let old_hash = Passwords::new(4, 1).hash(password.into()).await.unwrap();
-    let user = users::create(&app.state.db, &email, &old_hash)
+    let parsed = shared::auth::email::parse("email", &email).unwrap();
+    let user = users::create(&app.state.db, parsed.as_new(), &old_hash)
         .await
         .unwrap();
     let stored = || async { users::find(&app.state.db, user.id).await.unwrap().unwrap() };

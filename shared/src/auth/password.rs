@@ -132,7 +132,7 @@ impl Passwords {
                 ApiError::overloaded(
                     "too many passwords are being checked at once; retry after the Retry-After \
                      seconds",
-                    RETRY_AFTER,
+                    RETRY_AFTER.as_secs(),
                 )
             })?
             // Never closed: `Passwords` owns the semaphore and does not close it.

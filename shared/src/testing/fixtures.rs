@@ -154,7 +154,9 @@ pub fn config(database_url: &str) -> Config {
         "DB_POOL_MAX" => Some("4".into()),
         "BIND_ADDR" => Some("127.0.0.1:0".into()),
         // Budgets no ordinary test reaches; rate-limit tests set their own.
-        "RATE_LIMIT_DEFAULT" | "RATE_LIMIT_AUTH" | "RATE_LIMIT_ACCOUNT" => Some("1000000/60".into()),
+        "RATE_LIMIT_DEFAULT" | "RATE_LIMIT_AUTH" | "RATE_LIMIT_ACCOUNT" => {
+            Some("1000000/60".into())
+        }
         _ => None,
     })
     .unwrap()

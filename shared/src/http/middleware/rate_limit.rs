@@ -150,10 +150,7 @@ mod tests {
     use http::header;
 
     use super::*;
-    use crate::config::{AuthSettings, Env, Limit, RateLimitSettings, RateLimits, Runtime};
-
-    use super::*;
-    use crate::config::{RateLimitSettings, RateLimits};
+    use crate::config::{AuthSettings, Env, RateLimitSettings, RateLimits, Runtime};
 
     /// The layer alone, on the in-memory limiter: no database, no `AppState`.
     #[tokio::test]
