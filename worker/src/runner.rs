@@ -105,9 +105,21 @@ impl Wake {
 pub struct Stop {
     draining: watch::Receiver<bool>,
     aborted: watch::Receiver<bool>,
+    /// The senders, for a `Stop` no runner owns ([`Stop::never`]).
+    _senders: Option<Arc<(watch::Sender<bool>, watch::Sender<bool>)>>,
 }
 
 impl Stop {
+    /// A stop that never comes: for driving a worker's `poll` outside a runner (tests).
+    pub fn never() -> Self {
+        let (draining, aborted) = (watch::Sender::new(false), watch::Sender::new(false));
+        Self {
+            draining: draining.subscribe(),
+            aborted: aborted.subscribe(),
+            _senders: Some(Arc::new((draining, aborted))),
+        }
+    }
+
     /// A signal arrived: finish what is running, start nothing new.
     pub fn is_draining(&self) -> bool {
         *self.draining.borrow()
@@ -169,6 +181,7 @@ impl Runner {
         let stop = Stop {
             draining: self.draining.subscribe(),
             aborted: self.aborted.subscribe(),
+            _senders: None,
         };
         let name = worker.name().to_owned();
         let cadence = self.cadence;
