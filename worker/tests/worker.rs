@@ -572,3 +572,108 @@ async fn the_queue_worker_completes_fails_and_times_out_jobs_without_failing_its
     let errors: Vec<&str> = failed.iter().map(|(_, e)| e.as_str()).collect();
     assert_eq!(errors, ["odd: 1", "odd: 3", "timed out after 200ms", "odd: 5"]);
 }
+
+// ---------------------------------------------------------------- the binary, a real process
+
+/// `worker` with only the database, the health address and the log format set: no
+/// `JWT_SECRET`, no HTTP or Redis settings.
+fn spawn_worker(url: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url)
+        .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
+        .env("WORKER_POLL_ACTIVE_MS", "20")
+        .env("WORKER_POLL_IDLE_MS", "200")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the worker's log lines until the health server's address.
+fn health_addr(child: &mut std::process::Child) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(addr) = v["fields"]["addr"].as_str().or(v["addr"].as_str()) {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the worker logged its health address");
+    (addr, reader)
+}
+
+#[tokio::test]
+async fn the_binary_starts_without_jwt_secret_drains_item_events_and_stops_on_sigterm() {
+    let (db, url) = database().await;
+    let user_id = user(&db).await;
+    items::create(&db, user_id, "before start", "").await.unwrap();
+    let mut child = spawn_worker(&url);
+    let (addr, reader) = health_addr(&mut child);
+    let client = reqwest::Client::new();
+    for probe in ["healthz", "readyz"] {
+        let res = client
+            .get(format!("http://{addr}/{probe}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "/{probe}");
+    }
+    items::create(&db, user_id, "while running", "").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&db, "SELECT count(*) FROM jobs WHERE state = 'completed'").await < 2 {
+        assert!(Instant::now() < deadline, "the worker completed both jobs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+    let lines = reader.join().unwrap();
+    assert!(lines.iter().any(|l| l.contains("stopped")), "{lines:#?}");
+}
+
+#[tokio::test]
+async fn the_binary_exits_non_zero_after_max_failures() {
+    // A database that does not exist: every claim fails.
+    let url = shared::testing::create_database().await;
+    let missing = url.replace("basalt_test_", "basalt_missing_");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("DATABASE_URL", &missing)
+        .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
+        .env("WORKER_POLL_ACTIVE_MS", "5")
+        .env("WORKER_POLL_IDLE_MS", "20")
+        .env("WORKER_MAX_FAILURES", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 consecutive failed polls"), "{stderr}");
+}
