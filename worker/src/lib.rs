@@ -9,18 +9,27 @@
 //! - [`queue`]: [`JobHandler`](queue::JobHandler) (one per job kind) and
 //!   [`QueueWorker`](queue::QueueWorker), the worker that claims, runs, heartbeats and
 //!   completes or fails a kind's jobs.
+//! - [`listen`]: the process's one `LISTEN` connection, waking a kind's worker on `NOTIFY`.
 //! - [`handlers`]: the kinds this process drains.
 //!
 //! [`serve`] is what `main` runs; tests call it (and the pieces) directly.
 
 pub mod handlers;
 pub mod health;
+pub mod listen;
 pub mod queue;
 pub mod runner;
 
-use std::{future::Future, sync::Arc};
+use std::{collections::HashMap, future::Future, sync::Arc};
 
-use shared::{config::WorkerSettings, db::Db};
+use shared::{
+    config::WorkerSettings,
+    db::Db,
+    repo::{
+        items::{ItemCreated, ItemDeleted, ItemUpdated},
+        jobs::Job,
+    },
+};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -49,9 +58,15 @@ pub fn owner_id() -> String {
     format!("{host}:{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
-/// Runs every queue worker and the health server until `signal` (called again for a second
-/// signal; see [`Runner::run_until`]). Logs the health address once listening.
-pub async fn serve<S, F>(db: Db, settings: &WorkerSettings, signal: S) -> Result<(), ServeError>
+/// Runs every queue worker, the `LISTEN` connection (to `database_url`) and the health server
+/// until `signal` (called again for a second signal; see [`Runner::run_until`]). Logs the
+/// health address once listening.
+pub async fn serve<S, F>(
+    db: Db,
+    database_url: &str,
+    settings: &WorkerSettings,
+    signal: S,
+) -> Result<(), ServeError>
 where
     S: FnMut() -> F,
     F: Future<Output = ()>,
@@ -84,22 +99,35 @@ where
 
     let owner = owner_id();
     let mut runner = Runner::new(Cadence::from(settings), health);
-    runner.spawn(QueueWorker::new(
-        db.clone(),
-        handlers::ItemCreatedHandler::default(),
-        owner.clone(),
-    ));
-    runner.spawn(QueueWorker::new(
-        db.clone(),
-        handlers::ItemUpdatedHandler::default(),
-        owner.clone(),
-    ));
-    runner.spawn(QueueWorker::new(
-        db,
-        handlers::ItemDeletedHandler::default(),
-        owner,
-    ));
+    let mut wakes = HashMap::new();
+    let mut kind = |kind: &str, wake| wakes.insert(kind.to_owned(), wake);
+    kind(
+        ItemCreated::KIND,
+        runner.spawn(QueueWorker::new(
+            db.clone(),
+            handlers::ItemCreatedHandler::default(),
+            owner.clone(),
+        )),
+    );
+    kind(
+        ItemUpdated::KIND,
+        runner.spawn(QueueWorker::new(
+            db.clone(),
+            handlers::ItemUpdatedHandler::default(),
+            owner.clone(),
+        )),
+    );
+    kind(
+        ItemDeleted::KIND,
+        runner.spawn(QueueWorker::new(
+            db,
+            handlers::ItemDeletedHandler::default(),
+            owner,
+        )),
+    );
+    let listener = tokio::spawn(listen::run(database_url.to_owned(), wakes));
     let result = runner.run_until(signal).await;
+    listener.abort();
     let _ = stop_health.send(());
     let _ = server.await;
     Ok(result?)

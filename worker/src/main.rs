@@ -44,7 +44,7 @@ async fn run() -> anyhow::Result<()> {
     let log_format = LogFormat::from_env(&env).context("invalid configuration")?;
     telemetry::init(log_format);
     let db = Db::new(&database)?;
-    worker::serve(db, &settings, worker::shutdown_signal).await?;
+    worker::serve(db, database.url(), &settings, worker::shutdown_signal).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -583,8 +583,9 @@ fn spawn_worker(url: &str) -> std::process::Child {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("DATABASE_URL", url)
         .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
-        .env("WORKER_POLL_ACTIVE_MS", "20")
-        .env("WORKER_POLL_IDLE_MS", "200")
+        // Polls so rare that only a NOTIFY can explain a job started within the test.
+        .env("WORKER_POLL_ACTIVE_MS", "30000")
+        .env("WORKER_POLL_IDLE_MS", "30000")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
@@ -633,12 +634,26 @@ async fn the_binary_starts_without_jwt_secret_drains_item_events_and_stops_on_si
             .unwrap();
         assert_eq!(res.status(), 200, "/{probe}");
     }
+    // Jobs from before the start: the first polls take them.
+    wait_for_completed(&db, 1).await;
+    // A job enqueued while every worker waits out its 30 s: the NOTIFY wakes its worker.
+    let listener = wait_for_listener(&db, None).await;
+    let enqueued = Instant::now();
     items::create(&db, user_id, "while running", "").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count(&db, "SELECT count(*) FROM jobs WHERE state = 'completed'").await < 2 {
-        assert!(Instant::now() < deadline, "the worker completed both jobs");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_completed(&db, 2).await;
+    assert!(enqueued.elapsed() < Duration::from_secs(2), "{:?}", enqueued.elapsed());
+    // The listening session is killed: the listener reconnects and subscribes again.
+    db.read("test.kill_listener", |c| async move {
+        c.execute("SELECT pg_terminate_backend($1)", &[&listener]).await
+    })
+    .await
+    .unwrap();
+    wait_for_listener(&db, Some(listener)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await; // the re-subscription's own wake
+    let enqueued = Instant::now();
+    items::create(&db, user_id, "after reconnect", "").await.unwrap();
+    wait_for_completed(&db, 3).await;
+    assert!(enqueued.elapsed() < Duration::from_secs(2), "{:?}", enqueued.elapsed());
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -652,6 +667,39 @@ async fn the_binary_starts_without_jwt_secret_drains_item_events_and_stops_on_si
     assert!(stopped.elapsed() < Duration::from_secs(5));
     let lines = reader.join().unwrap();
     assert!(lines.iter().any(|l| l.contains("stopped")), "{lines:#?}");
+}
+
+async fn wait_for_completed(db: &Db, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(db, "SELECT count(*) FROM jobs WHERE state = 'completed'").await < n {
+        assert!(Instant::now() < deadline, "{n} jobs completed within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The pid of the session that has run `LISTEN` (other than `not`), once there is one.
+async fn wait_for_listener(db: &Db, not: Option<i32>) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid = db
+            .read("test.listener", |c| async move {
+                c.query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %' \
+                     AND state = 'idle' AND datname = current_database() AND pid <> $1",
+                    &[&not.unwrap_or(0)],
+                )
+                .await?
+                .map(|r| r.try_get::<_, i32>(0))
+                .transpose()
+            })
+            .await
+            .unwrap();
+        if let Some(pid) = pid {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "a LISTEN session within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
