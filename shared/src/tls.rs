@@ -259,15 +259,9 @@ where
         Box::pin(async move {
             // rustls says what is wrong with the certificate ("invalid peer certificate:
             // UnknownIssuer"); add what it was checked against, so the fix is obvious.
-            handshake.await.map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    HandshakeFailed {
-                        cause: e,
-                        policy,
-                    },
-                )
-            })
+            handshake
+                .await
+                .map_err(|e| io::Error::new(e.kind(), HandshakeFailed { cause: e, policy }))
         })
     }
 }

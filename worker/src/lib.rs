@@ -85,10 +85,12 @@ where
     let health = Health::with_ready_check(Arc::new(move || {
         let db = probe_db.clone();
         Box::pin(async move {
-            db.read("worker.ready", |c| async move { c.execute("SELECT 1", &[]).await })
-                .await
-                .map(drop)
-                .map_err(|e| format!("database: {}", e.unavailable_cause()))
+            db.read("worker.ready", |c| async move {
+                c.execute("SELECT 1", &[]).await
+            })
+            .await
+            .map(drop)
+            .map_err(|e| format!("database: {}", e.unavailable_cause()))
         })
     }));
     let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -159,14 +159,8 @@ impl<H: JobHandler> Worker for QueueWorker<H> {
     }
 
     async fn poll(&mut self, stop: &Stop) -> Result<Poll, WorkError> {
-        let claimed = jobs::claim(
-            &self.db,
-            H::Job::KIND,
-            &self.owner,
-            self.batch,
-            self.lease,
-        )
-        .await?;
+        let claimed =
+            jobs::claim(&self.db, H::Job::KIND, &self.owner, self.batch, self.lease).await?;
         if claimed.is_empty() {
             return Ok(Poll::Idle);
         }

@@ -230,7 +230,10 @@ async fn after_the_grace_a_running_poll_is_told_to_abort() {
         .await
         .unwrap();
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(120) && took < Duration::from_secs(1), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(120) && took < Duration::from_secs(1),
+        "{took:?}"
+    );
     assert_eq!(polls.lock().unwrap().len(), 1);
 }
 
@@ -505,19 +508,25 @@ async fn an_unfinished_job_holds_its_dedup_key() {
     let (db, _) = database().await;
     let enqueue = |db: Db| async move {
         db.write("test.dedup", |tx| {
-            Box::pin(async move {
-                jobs::enqueue(tx, &NewJob::new(&Echo { n: 1 }).dedup_key("k")).await
-            })
+            Box::pin(
+                async move { jobs::enqueue(tx, &NewJob::new(&Echo { n: 1 }).dedup_key("k")).await },
+            )
         })
         .await
         .unwrap()
     };
     let first = enqueue(db.clone()).await.unwrap();
-    assert!(enqueue(db.clone()).await.is_none(), "a duplicate is skipped");
+    assert!(
+        enqueue(db.clone()).await.is_none(),
+        "a duplicate is skipped"
+    );
     let claimed = jobs::claim(&db, Echo::KIND, "w", 10, Duration::from_secs(30))
         .await
         .unwrap();
-    assert!(enqueue(db.clone()).await.is_none(), "running still holds it");
+    assert!(
+        enqueue(db.clone()).await.is_none(),
+        "running still holds it"
+    );
     jobs::complete(&db, "w", &[Lease::from(&claimed[0])])
         .await
         .unwrap();
@@ -570,7 +579,10 @@ async fn the_queue_worker_completes_fails_and_times_out_jobs_without_failing_its
         .await
         .unwrap();
     let errors: Vec<&str> = failed.iter().map(|(_, e)| e.as_str()).collect();
-    assert_eq!(errors, ["odd: 1", "odd: 3", "timed out after 200ms", "odd: 5"]);
+    assert_eq!(
+        errors,
+        ["odd: 1", "odd: 3", "timed out after 200ms", "odd: 5"]
+    );
 }
 
 // ---------------------------------------------------------------- the binary, a real process
@@ -622,7 +634,9 @@ fn health_addr(child: &mut std::process::Child) -> (String, std::thread::JoinHan
 async fn the_binary_starts_without_jwt_secret_drains_item_events_and_stops_on_sigterm() {
     let (db, url) = database().await;
     let user_id = user(&db).await;
-    items::create(&db, user_id, "before start", "").await.unwrap();
+    items::create(&db, user_id, "before start", "")
+        .await
+        .unwrap();
     let mut child = spawn_worker(&url);
     let (addr, reader) = health_addr(&mut child);
     let client = reqwest::Client::new();
@@ -639,21 +653,34 @@ async fn the_binary_starts_without_jwt_secret_drains_item_events_and_stops_on_si
     // A job enqueued while every worker waits out its 30 s: the NOTIFY wakes its worker.
     let listener = wait_for_listener(&db, None).await;
     let enqueued = Instant::now();
-    items::create(&db, user_id, "while running", "").await.unwrap();
+    items::create(&db, user_id, "while running", "")
+        .await
+        .unwrap();
     wait_for_completed(&db, 2).await;
-    assert!(enqueued.elapsed() < Duration::from_secs(2), "{:?}", enqueued.elapsed());
+    assert!(
+        enqueued.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        enqueued.elapsed()
+    );
     // The listening session is killed: the listener reconnects and subscribes again.
     db.read("test.kill_listener", |c| async move {
-        c.execute("SELECT pg_terminate_backend($1)", &[&listener]).await
+        c.execute("SELECT pg_terminate_backend($1)", &[&listener])
+            .await
     })
     .await
     .unwrap();
     wait_for_listener(&db, Some(listener)).await;
     tokio::time::sleep(Duration::from_millis(100)).await; // the re-subscription's own wake
     let enqueued = Instant::now();
-    items::create(&db, user_id, "after reconnect", "").await.unwrap();
+    items::create(&db, user_id, "after reconnect", "")
+        .await
+        .unwrap();
     wait_for_completed(&db, 3).await;
-    assert!(enqueued.elapsed() < Duration::from_secs(2), "{:?}", enqueued.elapsed());
+    assert!(
+        enqueued.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        enqueued.elapsed()
+    );
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -724,4 +751,41 @@ async fn the_binary_exits_non_zero_after_max_failures() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("3 consecutive failed polls"), "{stderr}");
+}
+
+/// Runs far longer than any grace.
+struct Slow;
+
+impl JobHandler for Slow {
+    type Job = Echo;
+
+    async fn run(&self, _job: Echo) -> Result<(), JobError> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_job_outlasting_the_grace_is_released_and_claimable_at_once() {
+    let (db, _) = database().await;
+    enqueue_echoes(&db, 1).await;
+    let mut c = cadence(10, 10, 3);
+    c.shutdown_grace = Duration::from_millis(200);
+    let mut runner = Runner::new(c, Health::default());
+    runner.spawn(QueueWorker::new(db.clone(), Slow, "w"));
+    let started = Instant::now();
+    runner
+        .run_until(signal_after(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let claimed = jobs::claim(&db, Echo::KIND, "next", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        1,
+        "released, so claimable without waiting for the lease"
+    );
+    assert_eq!(claimed[0].attempt, 1, "the interrupted run was not counted");
 }

@@ -111,7 +111,14 @@ pub async fn insert(
         .query_one(&stmt, &[&Uuid::now_v7(), &user_id, &title, &description])
         .await?;
     let item = Item::from_row(&row)?;
-    enqueue_event(tx, ItemCreated(ItemRef { item_id: item.id, user_id })).await?;
+    enqueue_event(
+        tx,
+        ItemCreated(ItemRef {
+            item_id: item.id,
+            user_id,
+        }),
+    )
+    .await?;
     Ok(item)
 }
 
@@ -203,7 +210,14 @@ pub async fn update(
                 return Ok(None);
             };
             let item = Item::from_row(&row)?;
-            enqueue_event(tx, ItemUpdated(ItemRef { item_id: id, user_id })).await?;
+            enqueue_event(
+                tx,
+                ItemUpdated(ItemRef {
+                    item_id: id,
+                    user_id,
+                }),
+            )
+            .await?;
             Ok(Some(item))
         })
     })
@@ -219,7 +233,14 @@ pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> Result<bool, DbError> {
             if tx.execute(&stmt, &[&id, &user_id]).await? != 1 {
                 return Ok(false);
             }
-            enqueue_event(tx, ItemDeleted(ItemRef { item_id: id, user_id })).await?;
+            enqueue_event(
+                tx,
+                ItemDeleted(ItemRef {
+                    item_id: id,
+                    user_id,
+                }),
+            )
+            .await?;
             Ok(true)
         })
     })

@@ -72,7 +72,10 @@ const ENQUEUE: &str = "INSERT INTO jobs (id, kind, payload, priority, run_at, ma
 /// (`NOTIFY` is delivered at commit, and not at all on rollback). `None` when an unfinished
 /// job already holds its dedup key. A payload that does not serialise is a `PgError` too, so
 /// it rolls the caller's change back like any failed statement.
-pub async fn enqueue<J: Job>(tx: &Transaction<'_>, new: &NewJob<'_, J>) -> Result<Option<Uuid>, PgError> {
+pub async fn enqueue<J: Job>(
+    tx: &Transaction<'_>,
+    new: &NewJob<'_, J>,
+) -> Result<Option<Uuid>, PgError> {
     let stmt = tx.prepare_cached(ENQUEUE).await?;
     let row = tx
         .query_opt(
