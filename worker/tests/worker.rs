@@ -131,7 +131,7 @@ async fn failed_polls_back_off_more_each_time_then_the_runner_gives_up() {
     runner.spawn(worker);
     let started = Instant::now();
     let err = runner
-        .run_until(|| std::future::pending::<()>())
+        .run_until(std::future::pending::<()>)
         .await
         .unwrap_err();
     assert!(
@@ -615,10 +615,10 @@ fn health_addr(child: &mut std::process::Child) -> (String, std::thread::JoinHan
         let mut lines = Vec::new();
         for line in std::io::BufReader::new(stdout).lines() {
             let line = line.unwrap();
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if let Some(addr) = v["fields"]["addr"].as_str().or(v["addr"].as_str()) {
-                    let _ = tx.send(addr.to_owned());
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = v["fields"]["addr"].as_str().or(v["addr"].as_str())
+            {
+                let _ = tx.send(addr.to_owned());
             }
             lines.push(line);
         }
