@@ -1,5 +1,6 @@
 //! The health server on `WORKER_HEALTH_ADDR`: `/healthz` (live: every worker's loop is still
-//! running) and `/readyz` (ready: not draining, no worker backing off, the database answers).
+//! running), `/readyz` (ready: not draining, no worker backing off, the database answers) and
+//! `/metrics` (see `crate::metrics`).
 
 use std::{
     future::Future,
@@ -12,6 +13,8 @@ use std::{
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
 
 /// A readiness dependency (the database): `Err` says what is wrong.
 pub type ReadyCheck =
@@ -131,8 +134,23 @@ fn answer(result: Result<(), String>) -> (StatusCode, String) {
     }
 }
 
-pub fn router(health: Health) -> Router {
+pub fn router(health: Health, metrics: Metrics) -> Router {
     Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.render().await,
+                    )
+                }
+            }),
+        )
         .route(
             "/healthz",
             get(|State(h): State<Health>| async move { answer(h.live()) }),
@@ -148,9 +166,10 @@ pub fn router(health: Health) -> Router {
 pub async fn serve(
     listener: TcpListener,
     health: Health,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(health))
+    axum::serve(listener, router(health, metrics))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -5,7 +5,8 @@
 //! - [`runner`]: the [`Worker`](runner::Worker) trait (one poll = one unit of work, busy or
 //!   idle) and the [`Runner`](runner::Runner) that owns everything generic: adaptive polling,
 //!   backoff after failures and the exit after too many, graceful shutdown.
-//! - [`health`]: `/healthz` and `/readyz` on `WORKER_HEALTH_ADDR`.
+//! - [`health`]: `/healthz`, `/readyz` and `/metrics` on `WORKER_HEALTH_ADDR`.
+//! - [`metrics`]: the Prometheus metrics (prometheus-client).
 //! - [`queue`]: [`JobHandler`](queue::JobHandler) (one per job kind) and
 //!   [`QueueWorker`](queue::QueueWorker), the worker that claims, runs, heartbeats and
 //!   completes or fails a kind's jobs.
@@ -17,6 +18,7 @@
 pub mod handlers;
 pub mod health;
 pub mod listen;
+pub mod metrics;
 pub mod queue;
 pub mod runner;
 
@@ -34,6 +36,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     health::Health,
+    metrics::Metrics,
     queue::QueueWorker,
     runner::{Cadence, RunError, Runner},
 };
@@ -93,39 +96,49 @@ where
             .map_err(|e| format!("database: {}", e.unavailable_cause()))
         })
     }));
+    let metrics = Metrics::new(Some(db.clone()));
     let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(health::serve(listener, health.clone(), async move {
-        let _ = health_stopped.await;
-    }));
+    let server = tokio::spawn(health::serve(
+        listener,
+        health.clone(),
+        metrics.clone(),
+        async move {
+            let _ = health_stopped.await;
+        },
+    ));
     tracing::info!(%addr, "health probes listening");
 
     let owner = owner_id();
-    let mut runner = Runner::new(Cadence::from(settings), health);
+    let mut runner = Runner::new(Cadence::from(settings), health).metrics(metrics.clone());
     let mut wakes = HashMap::new();
     let mut kind = |kind: &str, wake| wakes.insert(kind.to_owned(), wake);
     kind(
         ItemCreated::KIND,
-        runner.spawn(QueueWorker::new(
-            db.clone(),
-            handlers::ItemCreatedHandler::default(),
-            owner.clone(),
-        )),
+        runner.spawn(
+            QueueWorker::new(
+                db.clone(),
+                handlers::ItemCreatedHandler::default(),
+                owner.clone(),
+            )
+            .metrics(metrics.clone()),
+        ),
     );
     kind(
         ItemUpdated::KIND,
-        runner.spawn(QueueWorker::new(
-            db.clone(),
-            handlers::ItemUpdatedHandler::default(),
-            owner.clone(),
-        )),
+        runner.spawn(
+            QueueWorker::new(
+                db.clone(),
+                handlers::ItemUpdatedHandler::default(),
+                owner.clone(),
+            )
+            .metrics(metrics.clone()),
+        ),
     );
     kind(
         ItemDeleted::KIND,
-        runner.spawn(QueueWorker::new(
-            db,
-            handlers::ItemDeletedHandler::default(),
-            owner,
-        )),
+        runner.spawn(
+            QueueWorker::new(db, handlers::ItemDeletedHandler::default(), owner).metrics(metrics),
+        ),
     );
     let listener = tokio::spawn(listen::run(database_url.to_owned(), wakes));
     let result = runner.run_until(signal).await;

@@ -13,7 +13,10 @@ use shared::{
 };
 use tokio::task::JoinSet;
 
-use crate::runner::{Poll, Stop, WorkError, Worker};
+use crate::{
+    metrics::{Metrics, Outcome as Counted},
+    runner::{Poll, Stop, WorkError, Worker},
+};
 
 /// Why one run of a job failed; recorded as the job's `last_error`.
 pub type JobError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,6 +39,7 @@ pub struct QueueWorker<H> {
     owner: String,
     batch: i64,
     lease: Duration,
+    metrics: Option<Metrics>,
 }
 
 impl<H: JobHandler> QueueWorker<H> {
@@ -48,6 +52,19 @@ impl<H: JobHandler> QueueWorker<H> {
             owner: owner.into(),
             batch: 10,
             lease: Duration::from_secs(30),
+            metrics: None,
+        }
+    }
+
+    /// Records outcomes and claim waits in `metrics`.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, outcome: Counted, n: usize) {
+        if let Some(m) = &self.metrics {
+            m.finished(H::Job::KIND, outcome, n as u64);
         }
     }
 
@@ -120,10 +137,13 @@ impl<H: JobHandler> QueueWorker<H> {
         }
         // Outcomes first: if recording them fails, the leases lapse and the jobs run again.
         if !done.is_empty() {
-            jobs::complete(&self.db, &self.owner, &done).await?;
+            let n = jobs::complete(&self.db, &self.owner, &done).await?;
+            self.count(Counted::completed, n as usize);
         }
         if !failed.is_empty() {
             let dead = jobs::fail(&self.db, &self.owner, &failed).await?;
+            self.count(Counted::dead, dead.len());
+            self.count(Counted::retried, failed.len() - dead.len());
             for f in &failed {
                 let is_dead = dead.contains(&f.lease.id);
                 tracing::warn!(
@@ -134,6 +154,7 @@ impl<H: JobHandler> QueueWorker<H> {
         }
         if !released.is_empty() {
             let n = jobs::release(&self.db, &self.owner, &released).await?;
+            self.count(Counted::released, n as usize);
             tracing::info!(worker = %self.name, released = n, "released unfinished jobs");
         }
         Ok(())
@@ -163,6 +184,11 @@ impl<H: JobHandler> Worker for QueueWorker<H> {
             jobs::claim(&self.db, H::Job::KIND, &self.owner, self.batch, self.lease).await?;
         if claimed.is_empty() {
             return Ok(Poll::Idle);
+        }
+        if let Some(m) = &self.metrics {
+            for job in &claimed {
+                m.claimed(H::Job::KIND, job.waited_seconds);
+            }
         }
         self.run_batch(claimed, stop).await?;
         Ok(Poll::Busy)

@@ -27,7 +27,10 @@ use tokio::{
     time::Instant,
 };
 
-use crate::health::{Health, WorkerStatus};
+use crate::{
+    health::{Health, WorkerStatus},
+    metrics::Metrics,
+};
 
 /// What one poll found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +164,7 @@ pub struct Runner {
     tasks: JoinSet<(String, Result<(), RunError>)>,
     draining: watch::Sender<bool>,
     aborted: watch::Sender<bool>,
+    metrics: Option<Metrics>,
 }
 
 impl Runner {
@@ -168,10 +172,17 @@ impl Runner {
         Self {
             cadence,
             health,
+            metrics: None,
             tasks: JoinSet::new(),
             draining: watch::Sender::new(false),
             aborted: watch::Sender::new(false),
         }
+    }
+
+    /// Counts failed polls in `metrics`.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Starts `worker`'s loop; the returned [`Wake`] ends its idle waits.
@@ -186,8 +197,9 @@ impl Runner {
         let name = worker.name().to_owned();
         let cadence = self.cadence;
         let notify = wake.0.clone();
+        let metrics = self.metrics.clone();
         self.tasks.spawn(async move {
-            let result = drive(worker, cadence, stop, notify, status.clone()).await;
+            let result = drive(worker, cadence, stop, notify, status.clone(), metrics).await;
             status.stopped.store(true, Ordering::Relaxed);
             (name, result)
         });
@@ -267,6 +279,7 @@ async fn drive<W: Worker>(
     stop: Stop,
     wake: Arc<Notify>,
     status: Arc<WorkerStatus>,
+    metrics: Option<Metrics>,
 ) -> Result<(), RunError> {
     let mut failures = 0u32;
     let mut idle_streak = 0u32;
@@ -296,6 +309,9 @@ async fn drive<W: Worker>(
             Err(error) => {
                 failures += 1;
                 status.backing_off.store(true, Ordering::Relaxed);
+                if let Some(m) = &metrics {
+                    m.poll_failed(worker.name());
+                }
                 if failures >= cadence.max_failures {
                     tracing::error!(worker = worker.name(), failures, %error, "giving up");
                     return Err(RunError::TooManyFailures {

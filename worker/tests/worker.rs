@@ -556,7 +556,10 @@ impl JobHandler for Picky {
 async fn the_queue_worker_completes_fails_and_times_out_jobs_without_failing_its_poll() {
     let (db, _) = database().await;
     enqueue_echoes(&db, 6).await;
-    let mut worker = QueueWorker::new(db.clone(), Picky, "w").batch(10);
+    let metrics = worker::metrics::Metrics::new(None);
+    let mut worker = QueueWorker::new(db.clone(), Picky, "w")
+        .batch(10)
+        .metrics(metrics.clone());
     let stop = Stop::never();
     assert_eq!(worker.poll(&stop).await.unwrap(), Poll::Busy);
     assert_eq!(worker.poll(&stop).await.unwrap(), Poll::Idle);

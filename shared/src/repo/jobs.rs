@@ -113,6 +113,8 @@ pub struct ClaimedJob {
     /// This claim's number (1 for the first run); with the owner it identifies the lease.
     pub attempt: i32,
     pub max_attempts: i32,
+    /// How long it had been due when claimed (for an expired lease: since its last run_at).
+    pub waited_seconds: f64,
 }
 
 impl ClaimedJob {
@@ -123,6 +125,7 @@ impl ClaimedJob {
             payload: row.try_get("payload")?,
             attempt: row.try_get("attempt")?,
             max_attempts: row.try_get("max_attempts")?,
+            waited_seconds: row.try_get("waited_seconds")?,
         })
     }
 }
@@ -153,7 +156,8 @@ const CLAIM: &str = "WITH due AS ( \
      UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_owner = $3, \
        lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now() \
      FROM picked WHERE j.id = picked.id \
-     RETURNING j.id, j.kind, j.payload, j.attempt, j.max_attempts";
+     RETURNING j.id, j.kind, j.payload, j.attempt, j.max_attempts, \
+       extract(epoch FROM now() - j.run_at)::float8 AS waited_seconds";
 
 /// Claims up to `limit` due jobs of `kind` for `owner`, leased for `lease`. A running job
 /// whose lease expired is claimable again (a new attempt).
@@ -368,6 +372,55 @@ pub async fn get(db: &Db, id: Uuid) -> Result<Option<JobRow>, DbError> {
             last_error: row.try_get("last_error")?,
             dedup_key: row.try_get("dedup_key")?,
         }))
+    })
+    .await
+}
+
+/// One kind's queue, for `/metrics` and operators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindStats {
+    pub kind: String,
+    /// Due and waiting for a worker.
+    pub due: i64,
+    /// How long the oldest due job has waited (0 when none is due).
+    pub oldest_due_seconds: f64,
+    pub running: i64,
+    /// Waiting for a retry's `run_at`, or scheduled for later.
+    pub scheduled: i64,
+    pub dead: i64,
+}
+
+// Unfinished and dead jobs only: completed ones are the bulk of the table and are left out
+// by the state filter (a sequential scan until retention keeps the table small).
+const STATS: &str = "SELECT kind, \
+       count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at <= now()) AS due, \
+       coalesce(extract(epoch FROM now() - min(run_at) \
+         FILTER (WHERE state IN ('available', 'retryable') AND run_at <= now())), 0)::float8 \
+         AS oldest_due_seconds, \
+       count(*) FILTER (WHERE state = 'running') AS running, \
+       count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at > now()) \
+         AS scheduled, \
+       count(*) FILTER (WHERE state = 'dead') AS dead \
+     FROM jobs WHERE state IN ('available', 'retryable', 'running', 'dead') \
+     GROUP BY kind ORDER BY kind";
+
+pub async fn stats(db: &Db) -> Result<Vec<KindStats>, DbError> {
+    db.read("jobs.stats", |c| async move {
+        let stmt = c.prepare_cached(STATS).await?;
+        c.query(&stmt, &[])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(KindStats {
+                    kind: r.try_get("kind")?,
+                    due: r.try_get("due")?,
+                    oldest_due_seconds: r.try_get("oldest_due_seconds")?,
+                    running: r.try_get("running")?,
+                    scheduled: r.try_get("scheduled")?,
+                    dead: r.try_get("dead")?,
+                })
+            })
+            .collect()
     })
     .await
 }
