@@ -12,6 +12,7 @@
 //!   completes or fails a kind's jobs.
 //! - [`listen`]: the process's one `LISTEN` connection, waking a kind's worker on `NOTIFY`.
 //! - [`handlers`]: the kinds this process drains.
+//! - [`retention`]: the maintenance worker deleting old completed jobs.
 //!
 //! [`serve`] is what `main` runs; tests call it (and the pieces) directly.
 
@@ -20,6 +21,7 @@ pub mod health;
 pub mod listen;
 pub mod metrics;
 pub mod queue;
+pub mod retention;
 pub mod runner;
 
 use std::{collections::HashMap, future::Future, sync::Arc};
@@ -97,6 +99,7 @@ where
         })
     }));
     let metrics = Metrics::new(Some(db.clone()));
+    let retention_db = db.clone();
     let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(health::serve(
         listener,
@@ -140,6 +143,10 @@ where
             QueueWorker::new(db, handlers::ItemDeletedHandler::default(), owner).metrics(metrics),
         ),
     );
+    runner.spawn(retention::Retention::new(
+        retention_db,
+        settings.jobs_retention,
+    ));
     let listener = tokio::spawn(listen::run(database_url.to_owned(), wakes));
     let result = runner.run_until(signal).await;
     listener.abort();

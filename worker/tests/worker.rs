@@ -792,3 +792,50 @@ async fn a_job_outlasting_the_grace_is_released_and_claimable_at_once() {
     );
     assert_eq!(claimed[0].attempt, 1, "the interrupted run was not counted");
 }
+
+#[tokio::test]
+async fn retention_deletes_old_completed_jobs_only() {
+    let (db, _) = database().await;
+    enqueue_echoes(&db, 4).await;
+    let claimed = jobs::claim(&db, Echo::KIND, "w", 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let leases: Vec<Lease> = claimed.iter().map(Lease::from).collect();
+    jobs::complete(&db, "w", &leases[..2]).await.unwrap();
+    let failure = Failure {
+        lease: leases[2],
+        error: "x".into(),
+        retry_in: Duration::ZERO,
+    };
+    db.read("test.age", |c| async move {
+        c.execute("UPDATE jobs SET max_attempts = 1", &[]).await
+    })
+    .await
+    .unwrap();
+    jobs::fail(&db, "w", &[failure]).await.unwrap();
+    // Two completed (one of them old), one dead (old), one still available (old).
+    let recent = leases[1].id;
+    db.read("test.age", |c| async move {
+        c.execute(
+            "UPDATE jobs SET updated_at = now() - interval '25 hours' WHERE id <> $1",
+            &[&recent],
+        )
+        .await
+    })
+    .await
+    .unwrap();
+    let mut retention =
+        worker::retention::Retention::new(db.clone(), Duration::from_secs(24 * 3600));
+    assert_eq!(retention.poll(&Stop::never()).await.unwrap(), Poll::Idle);
+    let states: Vec<String> = db
+        .read("test.states", |c| async move {
+            c.query("SELECT state FROM jobs ORDER BY state", &[])
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect()
+        })
+        .await
+        .unwrap();
+    assert_eq!(states, ["available", "completed", "dead"]);
+}

@@ -16,7 +16,8 @@
 //! - [`http`]: `BIND_ADDR`, `BODY_LIMIT_BYTES`, `REQUEST_TIMEOUT_SECONDS`,
 //!   `HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`, `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
 //! - [`worker`]: `WORKER_POLL_ACTIVE_MS`, `WORKER_POLL_IDLE_MS`, `WORKER_MAX_FAILURES`,
-//!   `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR` (the worker only).
+//!   `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR`, `JOBS_RETENTION_HOURS` (the worker
+//!   only).
 //! - here: `BASALT_DEV`, `LOG_FORMAT`.
 
 pub mod auth;
@@ -414,6 +415,7 @@ mod tests {
         assert_eq!(w.max_failures, 10);
         assert_eq!(w.shutdown_grace, Duration::from_secs(30));
         assert_eq!(w.health_addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(w.jobs_retention, Duration::from_secs(24 * 3600));
         let env = Env::from_lookup(
             Runtime::Host,
             lookup(&[("WORKER_SHUTDOWN_GRACE_SECONDS", "0")]),
@@ -431,6 +433,8 @@ mod tests {
             ("WORKER_MAX_FAILURES", "0"),
             ("WORKER_SHUTDOWN_GRACE_SECONDS", "soon"),
             ("WORKER_HEALTH_ADDR", "8081"),
+            ("JOBS_RETENTION_HOURS", "0"),
+            ("JOBS_RETENTION_HOURS", "-1"),
         ] {
             let env = Env::from_lookup(Runtime::Host, lookup(&[(name, value)])).unwrap();
             let err = WorkerSettings::from_env(&env).unwrap_err().to_string();

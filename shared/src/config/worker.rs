@@ -1,5 +1,5 @@
 //! The worker's runner: `WORKER_POLL_ACTIVE_MS`, `WORKER_POLL_IDLE_MS`, `WORKER_MAX_FAILURES`,
-//! `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR`.
+//! `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR`, `JOBS_RETENTION_HOURS`.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -18,8 +18,10 @@ pub struct WorkerSettings {
     pub max_failures: u32,
     /// After SIGTERM/SIGINT, how long running jobs may take to finish before they are released.
     pub shutdown_grace: Duration,
-    /// Where `/healthz` and `/readyz` are served.
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub health_addr: SocketAddr,
+    /// Completed jobs older than this are deleted (dead ones are kept).
+    pub jobs_retention: Duration,
 }
 
 impl WorkerSettings {
@@ -44,6 +46,10 @@ impl WorkerSettings {
             ),
             health_addr: env
                 .parse_or("WORKER_HEALTH_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
+            // 0 would delete a job the moment it completes, before anyone could look at it.
+            jobs_retention: Duration::from_secs(
+                3600 * u64::from(env.positive_or("JOBS_RETENTION_HOURS", 24u32)?),
+            ),
         })
     }
 }

@@ -424,3 +424,21 @@ pub async fn stats(db: &Db) -> Result<Vec<KindStats>, DbError> {
     })
     .await
 }
+
+// Oldest first along `jobs_completed_idx`; SKIP LOCKED so several workers' retention passes
+// split the rows instead of queueing behind each other.
+const PURGE_COMPLETED: &str = "DELETE FROM jobs WHERE id IN ( \
+       SELECT id FROM jobs \
+       WHERE state = 'completed' AND updated_at < now() - $1 * interval '1 second' \
+       ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
+/// Deletes up to `limit` jobs completed more than `older_than` ago; returns how many. Dead and
+/// cancelled jobs are never deleted here.
+pub async fn purge_completed(db: &Db, older_than: Duration, limit: i64) -> Result<u64, DbError> {
+    let seconds = older_than.as_secs_f64();
+    db.read("jobs.purge_completed", |c| async move {
+        let stmt = c.prepare_cached(PURGE_COMPLETED).await?;
+        c.execute(&stmt, &[&seconds, &limit]).await
+    })
+    .await
+}
