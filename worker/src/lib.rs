@@ -13,6 +13,7 @@
 //! - [`listen`]: the process's one `LISTEN` connection, waking a kind's worker on `NOTIFY`.
 //! - [`handlers`]: the kinds this process drains.
 //! - [`retention`]: the maintenance worker deleting old completed jobs.
+//! - [`ops`]: `worker jobs stats|list|retry|discard`.
 //!
 //! [`serve`] is what `main` runs; tests call it (and the pieces) directly.
 
@@ -20,6 +21,7 @@ pub mod handlers;
 pub mod health;
 pub mod listen;
 pub mod metrics;
+pub mod ops;
 pub mod queue;
 pub mod retention;
 pub mod runner;

@@ -839,3 +839,79 @@ async fn retention_deletes_old_completed_jobs_only() {
         .unwrap();
     assert_eq!(states, ["available", "completed", "dead"]);
 }
+
+fn worker_cli(url: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn operators_see_dead_jobs_and_replay_or_discard_them_with_worker_jobs() {
+    let (db, url) = database().await;
+    enqueue_echoes(&db, 2).await;
+    // Both die on their first attempt.
+    db.read("test.one_attempt", |c| async move {
+        c.execute("UPDATE jobs SET max_attempts = 1", &[]).await
+    })
+    .await
+    .unwrap();
+    let claimed = jobs::claim(&db, Echo::KIND, "w", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let failures: Vec<Failure> = claimed
+        .iter()
+        .map(|j| Failure {
+            lease: Lease::from(j),
+            error: "receiver said 500".into(),
+            retry_in: Duration::ZERO,
+        })
+        .collect();
+    assert_eq!(jobs::fail(&db, "w", &failures).await.unwrap().len(), 2);
+    let (a, b) = (claimed[0].id, claimed[1].id);
+
+    let (ok, out) = worker_cli(&url, &["jobs", "stats"]);
+    assert!(ok, "{out}");
+    let line = out.lines().find(|l| l.starts_with("test.echo")).unwrap();
+    assert_eq!(line.split_whitespace().last(), Some("2"), "two dead: {out}");
+    let (ok, out) = worker_cli(&url, &["jobs", "list", "--state", "dead"]);
+    assert!(
+        ok && out.contains(&a.to_string()) && out.contains("receiver said 500"),
+        "{out}"
+    );
+
+    let (ok, out) = worker_cli(&url, &["jobs", "discard", &b.to_string()]);
+    assert!(ok && out.contains("cancelled"), "{out}");
+    let (ok, out) = worker_cli(&url, &["jobs", "retry", "--dead", "--kind", "test.echo"]);
+    assert!(ok && out.starts_with("1 dead job(s)"), "{out}");
+    let row = jobs::get(&db, a).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.attempt), ("available", 0));
+    assert_eq!(jobs::get(&db, b).await.unwrap().unwrap().state, "cancelled");
+    // A cancelled job can be replayed by id.
+    let (ok, out) = worker_cli(&url, &["jobs", "retry", &b.to_string()]);
+    assert!(ok && out.contains("due now"), "{out}");
+    assert_eq!(
+        jobs::claim(&db, Echo::KIND, "w", 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // clap: every command has --help, and a malformed command line is refused.
+    for args in [
+        &["--help"][..],
+        &["jobs", "--help"],
+        &["jobs", "retry", "--help"],
+    ] {
+        let (ok, out) = worker_cli(&url, args);
+        assert!(ok && out.contains("Usage"), "{args:?}: {out}");
+    }
+    let (ok, _) = worker_cli(&url, &["jobs", "retry"]);
+    assert!(!ok, "retry needs an id or --dead");
+}

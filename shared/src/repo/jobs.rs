@@ -351,27 +351,38 @@ pub struct JobRow {
     pub dedup_key: Option<String>,
 }
 
-const GET: &str = "SELECT id, kind, payload, state, attempt, max_attempts, run_at, lease_owner, \
-     last_error, dedup_key FROM jobs WHERE id = $1";
+macro_rules! row_columns {
+    () => {
+        "id, kind, payload, state, attempt, max_attempts, run_at, lease_owner, last_error, \
+         dedup_key"
+    };
+}
+
+fn job_row(row: &Row) -> Result<JobRow, PgError> {
+    Ok(JobRow {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        payload: row.try_get("payload")?,
+        state: row.try_get("state")?,
+        attempt: row.try_get("attempt")?,
+        max_attempts: row.try_get("max_attempts")?,
+        run_at: row.try_get("run_at")?,
+        lease_owner: row.try_get("lease_owner")?,
+        last_error: row.try_get("last_error")?,
+        dedup_key: row.try_get("dedup_key")?,
+    })
+}
+
+const GET: &str = concat!("SELECT ", row_columns!(), " FROM jobs WHERE id = $1");
 
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<JobRow>, DbError> {
     db.read("jobs.get", |c| async move {
         let stmt = c.prepare_cached(GET).await?;
-        let Some(row) = c.query_opt(&stmt, &[&id]).await? else {
-            return Ok(None);
-        };
-        Ok(Some(JobRow {
-            id: row.try_get("id")?,
-            kind: row.try_get("kind")?,
-            payload: row.try_get("payload")?,
-            state: row.try_get("state")?,
-            attempt: row.try_get("attempt")?,
-            max_attempts: row.try_get("max_attempts")?,
-            run_at: row.try_get("run_at")?,
-            lease_owner: row.try_get("lease_owner")?,
-            last_error: row.try_get("last_error")?,
-            dedup_key: row.try_get("dedup_key")?,
-        }))
+        c.query_opt(&stmt, &[&id])
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()
     })
     .await
 }
@@ -439,6 +450,71 @@ pub async fn purge_completed(db: &Db, older_than: Duration, limit: i64) -> Resul
     db.read("jobs.purge_completed", |c| async move {
         let stmt = c.prepare_cached(PURGE_COMPLETED).await?;
         c.execute(&stmt, &[&seconds, &limit]).await
+    })
+    .await
+}
+
+const LIST: &str = concat!(
+    "SELECT ",
+    row_columns!(),
+    " FROM jobs WHERE state = $1 AND ($2::text IS NULL OR kind = $2) \
+     ORDER BY updated_at DESC LIMIT $3"
+);
+
+/// Jobs in `state` (of `kind`, if given), most recently changed first. For operators: not
+/// on a hot path, so one statement with an optional filter is fine.
+pub async fn list(
+    db: &Db,
+    state: &str,
+    kind: Option<&str>,
+    limit: i64,
+) -> Result<Vec<JobRow>, DbError> {
+    db.read("jobs.list", |c| async move {
+        let stmt = c.prepare_cached(LIST).await?;
+        c.query(&stmt, &[&state, &kind, &limit])
+            .await?
+            .iter()
+            .map(job_row)
+            .collect()
+    })
+    .await
+}
+
+// A replay starts the job over: due now, its attempts back to zero; `last_error` stays as the
+// record of why it died until the next failure replaces it.
+const RETRY: &str = "UPDATE jobs SET state = 'available', attempt = 0, run_at = now(), \
+     updated_at = now() WHERE id = $1 AND state IN ('dead', 'cancelled', 'retryable')";
+
+const RETRY_DEAD: &str = "UPDATE jobs SET state = 'available', attempt = 0, run_at = now(), \
+     updated_at = now() WHERE state = 'dead' AND ($1::text IS NULL OR kind = $1)";
+
+/// Makes a dead, cancelled or waiting-to-retry job due now; `false` when there is no such job
+/// (a running or completed one is left alone).
+pub async fn retry(db: &Db, id: Uuid) -> Result<bool, DbError> {
+    db.read("jobs.retry", |c| async move {
+        let stmt = c.prepare_cached(RETRY).await?;
+        Ok(c.execute(&stmt, &[&id]).await? == 1)
+    })
+    .await
+}
+
+/// Replays every dead job (of `kind`, if given); returns how many.
+pub async fn retry_dead(db: &Db, kind: Option<&str>) -> Result<u64, DbError> {
+    db.read("jobs.retry_dead", |c| async move {
+        let stmt = c.prepare_cached(RETRY_DEAD).await?;
+        c.execute(&stmt, &[&kind]).await
+    })
+    .await
+}
+
+const DISCARD: &str = "UPDATE jobs SET state = 'cancelled', updated_at = now() \
+     WHERE id = $1 AND state IN ('available', 'retryable', 'dead')";
+
+/// Cancels a job that is not running or finished; `false` when there is no such job.
+pub async fn discard(db: &Db, id: Uuid) -> Result<bool, DbError> {
+    db.read("jobs.discard", |c| async move {
+        let stmt = c.prepare_cached(DISCARD).await?;
+        Ok(c.execute(&stmt, &[&id]).await? == 1)
     })
     .await
 }
