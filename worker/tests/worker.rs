@@ -915,3 +915,48 @@ async fn operators_see_dead_jobs_and_replay_or_discard_them_with_worker_jobs() {
     let (ok, _) = worker_cli(&url, &["jobs", "retry"]);
     assert!(!ok, "retry needs an id or --dead");
 }
+
+#[tokio::test]
+async fn readyz_fails_while_the_database_is_unreachable_or_a_worker_backs_off() {
+    // Nothing listens on this port: every probe fails to connect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let db = Db::connect_lazy(
+        &format!("postgres://u@127.0.0.1:{port}/db"),
+        1,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let probe = db.clone();
+    let health = Health::with_ready_check(Arc::new(move || {
+        let db = probe.clone();
+        Box::pin(async move {
+            db.read(
+                "test.ready",
+                |c| async move { c.execute("SELECT 1", &[]).await },
+            )
+            .await
+            .map(drop)
+            .map_err(|e| format!("database: {}", e.unavailable_cause()))
+        })
+    }));
+    let err = health.ready().await.unwrap_err();
+    assert!(err.starts_with("database: cannot connect"), "{err}");
+    assert!(
+        health.live().is_ok(),
+        "an unreachable database is not a dead process"
+    );
+
+    // A worker whose polls fail is backing off: not ready, still live.
+    let (worker, _) = Scripted::new(vec![Err("down"); 100]);
+    let health = Health::default();
+    let mut runner = Runner::new(cadence(1000, 1000, 100), health.clone());
+    runner.spawn(worker);
+    let run = tokio::spawn(runner.run_until(signal_after(Duration::from_millis(200))));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(health.ready().await.unwrap_err(), "backing off: scripted");
+    assert!(health.live().is_ok());
+    run.await.unwrap().unwrap();
+    assert_eq!(health.ready().await.unwrap_err(), "draining");
+}
