@@ -2,6 +2,7 @@
 //! `host openapi` prints the OpenAPI document.
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use shared::{
     AppState,
     config::{Config, Runtime},
@@ -13,7 +14,24 @@ use shared::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: host [serve | migrate | openapi]";
+/// The Basalt API host: every route group behind the shared middleware chain. Settings come
+/// from the environment (README, "Configuration").
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+enum Command {
+    /// Serve the API on BIND_ADDR until SIGTERM/SIGINT (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -28,35 +46,34 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e))?;
         return Ok(());
     }
-    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
-    if command == "openapi" {
-        let (_, doc) = host::routes();
-        let json = serde_json::to_string_pretty(&*doc)?;
-        #[allow(clippy::print_stdout)] // a CLI printing its output
-        {
-            println!("{json}");
+    // `openapi` needs no configuration: it is answered before any is read.
+    let migrate_only = match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Openapi => {
+            let (_, doc) = host::routes();
+            let json = serde_json::to_string_pretty(&*doc)?;
+            #[allow(clippy::print_stdout)] // a CLI printing its output
+            {
+                println!("{json}");
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
+        Command::Migrate => true,
+        Command::Serve => false,
+    };
     let config = Config::from_env(Runtime::Host).context("invalid configuration")?;
     // Held until main returns: dropping it flushes the lines still queued.
     let _log_writer = telemetry::init_non_blocking(config.log_format);
     let state = AppState::new(config)?;
-    match command.as_str() {
-        "migrate" => {
-            let applied = state.db.migrate().await.context("migration failed")?;
-            tracing::info!(applied, "database is up to date");
-            Ok(())
-        }
-        "serve" => {
-            let app = host::Application::build(state.clone())
-                .await
-                .with_context(|| format!("cannot bind {}", state.config.http.bind_addr))?;
-            tracing::info!(addr = %app.local_addr()?, "listening");
-            app.run_until(host::shutdown_signal()).await?;
-            tracing::info!("stopped");
-            Ok(())
-        }
-        other => anyhow::bail!("unknown command {other:?}; {USAGE}"),
+    if migrate_only {
+        let applied = state.db.migrate().await.context("migration failed")?;
+        tracing::info!(applied, "database is up to date");
+        return Ok(());
     }
+    let app = host::Application::build(state.clone())
+        .await
+        .with_context(|| format!("cannot bind {}", state.config.http.bind_addr))?;
+    tracing::info!(addr = %app.local_addr()?, "listening");
+    app.run_until(host::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
 }

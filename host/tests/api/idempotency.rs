@@ -41,6 +41,8 @@ async fn a_repeated_item_post_returns_the_first_response_and_creates_one_item() 
         assert_ne!(again.request_id(), first.request_id());
     }
     assert_eq!(app.count("items").await, 1);
+    // Its item.created job committed with it, once: a replay enqueues nothing.
+    assert_eq!(app.count("jobs").await, 1);
 
     // A new key is a new request; no key at all behaves as before.
     let other = app
@@ -52,6 +54,7 @@ async fn a_repeated_item_post_returns_the_first_response_and_creates_one_item() 
     app.post("/v1/items", &user.token, body.clone()).await;
     app.post("/v1/items", &user.token, body).await;
     assert_eq!(app.count("items").await, 4);
+    assert_eq!(app.count("jobs").await, 4);
 }
 
 #[tokio::test]

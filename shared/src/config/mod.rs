@@ -5,7 +5,7 @@
 //!
 //! Each component reads only its own variables from an [`Env`], so a binary validates only
 //! what it uses: the API needs every part ([`Config`]), while the worker builds
-//! [`DatabaseSettings`] and a [`LogFormat`] and starts without `JWT_SECRET`.
+//! [`DatabaseSettings`], [`WorkerSettings`] and a [`LogFormat`] and starts without `JWT_SECRET`.
 //!
 //! - [`database`]: `DATABASE_URL` (and its `sslmode`, `sslrootcert`), `DB_POOL_MAX`,
 //!   `SLOW_QUERY_MS`.
@@ -15,17 +15,22 @@
 //!   `REAUTH_WINDOW_SECONDS`.
 //! - [`http`]: `BIND_ADDR`, `BODY_LIMIT_BYTES`, `REQUEST_TIMEOUT_SECONDS`,
 //!   `HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`, `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
+//! - [`worker`]: `WORKER_POLL_ACTIVE_MS`, `WORKER_POLL_IDLE_MS`, `WORKER_MAX_FAILURES`,
+//!   `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR`, `JOBS_RETENTION_HOURS` (the worker
+//!   only).
 //! - here: `BASALT_DEV`, `LOG_FORMAT`.
 
 pub mod auth;
 pub mod database;
 pub mod http;
 pub mod rate_limit;
+pub mod worker;
 
 pub use auth::{AuthSettings, DEV_JWT_SECRET, MIN_JWT_SECRET_BYTES};
 pub use database::DatabaseSettings;
 pub use http::HttpSettings;
 pub use rate_limit::{Limit, RateLimitSettings, RateLimits};
+pub use worker::WorkerSettings;
 
 /// Why the process refused to start; the message names the variable to fix.
 #[derive(Debug, thiserror::Error)]
@@ -399,6 +404,45 @@ mod tests {
         let limits = RateLimitSettings::from_env(&env).unwrap();
         assert!(limits.redis_url.is_none());
         assert!(AuthSettings::from_env(&env).is_err());
+    }
+
+    #[test]
+    fn worker_settings_default_and_refuse_what_cannot_work() {
+        let env = Env::from_lookup(Runtime::Host, lookup(&[])).unwrap();
+        let w = WorkerSettings::from_env(&env).unwrap();
+        assert_eq!(w.poll_active, Duration::from_millis(1000));
+        assert_eq!(w.poll_idle, Duration::from_millis(30_000));
+        assert_eq!(w.max_failures, 10);
+        assert_eq!(w.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(w.health_addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(w.jobs_retention, Duration::from_secs(24 * 3600));
+        let env = Env::from_lookup(
+            Runtime::Host,
+            lookup(&[("WORKER_SHUTDOWN_GRACE_SECONDS", "0")]),
+        )
+        .unwrap();
+        assert_eq!(
+            WorkerSettings::from_env(&env).unwrap().shutdown_grace,
+            Duration::ZERO
+        );
+        for (name, value) in [
+            ("WORKER_POLL_ACTIVE_MS", "0"),
+            ("WORKER_POLL_IDLE_MS", "0"),
+            // Shorter than the active wait (1000 ms by default).
+            ("WORKER_POLL_IDLE_MS", "999"),
+            ("WORKER_MAX_FAILURES", "0"),
+            ("WORKER_SHUTDOWN_GRACE_SECONDS", "soon"),
+            ("WORKER_HEALTH_ADDR", "8081"),
+            ("JOBS_RETENTION_HOURS", "0"),
+            ("JOBS_RETENTION_HOURS", "-1"),
+        ] {
+            let env = Env::from_lookup(Runtime::Host, lookup(&[(name, value)])).unwrap();
+            let err = WorkerSettings::from_env(&env).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{name}=")),
+                "{name}={value}: {err}"
+            );
+        }
     }
 
     #[test]

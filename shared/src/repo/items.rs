@@ -1,10 +1,50 @@
-//! The `items` table; every statement is scoped to the owner.
+//! The `items` table; every statement is scoped to the owner. Every change enqueues its event
+//! job ([`ItemCreated`], [`ItemUpdated`], [`ItemDeleted`]) in the same transaction, so an event
+//! exists exactly when its change committed.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::jobs::{self, Job, NewJob};
 use crate::db::{Db, DbError, PgError, Transaction};
+
+/// The item an event is about. Only ids: the consumer reads the item's current state (a
+/// queued payload would be stale by the time a retry delivers it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRef {
+    pub item_id: Uuid,
+    pub user_id: Uuid,
+}
+
+/// `item.created`: the job enqueued with a new item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ItemCreated(pub ItemRef);
+impl Job for ItemCreated {
+    const KIND: &'static str = "item.created";
+}
+
+/// `item.updated`: the job enqueued with a change to an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ItemUpdated(pub ItemRef);
+impl Job for ItemUpdated {
+    const KIND: &'static str = "item.updated";
+}
+
+/// `item.deleted`: the job enqueued with an item's deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ItemDeleted(pub ItemRef);
+impl Job for ItemDeleted {
+    const KIND: &'static str = "item.deleted";
+}
+
+async fn enqueue_event<J: Job>(tx: &Transaction<'_>, event: J) -> Result<(), PgError> {
+    jobs::enqueue(tx, &NewJob::new(&event)).await.map(drop)
+}
 
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -70,7 +110,16 @@ pub async fn insert(
     let row = tx
         .query_one(&stmt, &[&Uuid::now_v7(), &user_id, &title, &description])
         .await?;
-    Item::from_row(&row)
+    let item = Item::from_row(&row)?;
+    enqueue_event(
+        tx,
+        ItemCreated(ItemRef {
+            item_id: item.id,
+            user_id,
+        }),
+    )
+    .await?;
+    Ok(item)
 }
 
 const GET: &str = concat!(
@@ -154,11 +203,22 @@ pub async fn update(
         let (title, description) = (title.clone(), description.clone());
         Box::pin(async move {
             let stmt = tx.prepare_cached(UPDATE).await?;
-            tx.query_opt(&stmt, &[&id, &user_id, &title, &description])
+            let Some(row) = tx
+                .query_opt(&stmt, &[&id, &user_id, &title, &description])
                 .await?
-                .as_ref()
-                .map(Item::from_row)
-                .transpose()
+            else {
+                return Ok(None);
+            };
+            let item = Item::from_row(&row)?;
+            enqueue_event(
+                tx,
+                ItemUpdated(ItemRef {
+                    item_id: id,
+                    user_id,
+                }),
+            )
+            .await?;
+            Ok(Some(item))
         })
     })
     .await
@@ -170,7 +230,18 @@ pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> Result<bool, DbError> {
     db.write("items.delete", move |tx| {
         Box::pin(async move {
             let stmt = tx.prepare_cached(DELETE).await?;
-            Ok(tx.execute(&stmt, &[&id, &user_id]).await? == 1)
+            if tx.execute(&stmt, &[&id, &user_id]).await? != 1 {
+                return Ok(false);
+            }
+            enqueue_event(
+                tx,
+                ItemDeleted(ItemRef {
+                    item_id: id,
+                    user_id,
+                }),
+            )
+            .await?;
+            Ok(true)
         })
     })
     .await

@@ -5,4 +5,5 @@
 pub mod api_keys;
 pub mod idempotency;
 pub mod items;
+pub mod jobs;
 pub mod users;

@@ -1,0 +1,196 @@
+//! [`QueueWorker`]: the [`Worker`] that drains one job kind from the `jobs` table
+//! (`shared::repo::jobs`): claim a batch, run each job under the kind's timeout while a
+//! heartbeat keeps the leases alive, then complete and fail them in one statement each.
+//!
+//! A kind is one [`Job`] type (in `shared`, where the API enqueues it) and one [`JobHandler`]
+//! here; see ARCHITECTURE.md for why a trait and not an enum.
+
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+
+use shared::{
+    db::Db,
+    repo::jobs::{self, ClaimedJob, Failure, Job, Lease},
+};
+use tokio::task::JoinSet;
+
+use crate::{
+    metrics::{Metrics, Outcome as Counted},
+    runner::{Poll, Stop, WorkError, Worker},
+};
+
+/// Why one run of a job failed; recorded as the job's `last_error`.
+pub type JobError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the worker does with one kind of job.
+pub trait JobHandler: Send + Sync + 'static {
+    type Job: Job;
+
+    /// A run taking longer is cancelled and counts as a failed attempt.
+    const TIMEOUT: Duration = Duration::from_secs(60);
+
+    fn run(&self, job: Self::Job) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+/// Drains one kind: see the module docs.
+pub struct QueueWorker<H> {
+    db: Db,
+    handler: Arc<H>,
+    name: String,
+    owner: String,
+    batch: i64,
+    lease: Duration,
+    metrics: Option<Metrics>,
+}
+
+impl<H: JobHandler> QueueWorker<H> {
+    /// A worker for `H`'s kind; `owner` names this process in the leases it takes.
+    pub fn new(db: Db, handler: H, owner: impl Into<String>) -> Self {
+        Self {
+            db,
+            handler: Arc::new(handler),
+            name: format!("jobs:{}", H::Job::KIND),
+            owner: owner.into(),
+            batch: 10,
+            lease: Duration::from_secs(30),
+            metrics: None,
+        }
+    }
+
+    /// Records outcomes and claim waits in `metrics`.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, outcome: Counted, n: usize) {
+        if let Some(m) = &self.metrics {
+            m.finished(H::Job::KIND, outcome, n as u64);
+        }
+    }
+
+    /// Jobs claimed (and run concurrently) per poll.
+    pub fn batch(mut self, batch: i64) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// How long a claim holds without a heartbeat; a killed worker's jobs run again after it.
+    /// Heartbeats renew it every third of that.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+}
+
+/// How one run ended.
+enum Outcome {
+    Done,
+    Failed(String),
+}
+
+impl<H: JobHandler> QueueWorker<H> {
+    async fn run_batch(&self, claimed: Vec<ClaimedJob>, stop: &Stop) -> Result<(), WorkError> {
+        let mut running: HashMap<tokio::task::Id, Lease> = HashMap::new();
+        let mut set = JoinSet::new();
+        for job in claimed {
+            let lease = Lease::from(&job);
+            let handler = self.handler.clone();
+            let handle = set.spawn(async move { run_one(&*handler, job).await });
+            running.insert(handle.id(), lease);
+        }
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        let mut heartbeat = tokio::time::interval((self.lease / 3).max(Duration::from_millis(1)));
+        heartbeat.tick().await; // the first tick is immediate; the claim just set the lease
+        let mut released = Vec::new();
+        loop {
+            tokio::select! {
+                joined = set.join_next_with_id() => {
+                    let Some(joined) = joined else { break };
+                    let (id, outcome) = match joined {
+                        Ok((id, outcome)) => (id, outcome),
+                        Err(e) => (e.id(), Outcome::Failed("the handler panicked".into())),
+                    };
+                    let Some(lease) = running.remove(&id) else { continue };
+                    match outcome {
+                        Outcome::Done => done.push(lease),
+                        Outcome::Failed(error) => failed.push(Failure {
+                            lease,
+                            error,
+                            retry_in: jobs::retry_delay(lease.attempt, rand::random::<f64>()),
+                        }),
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let leases: Vec<Lease> = running.values().copied().collect();
+                    if let Err(e) = jobs::heartbeat(&self.db, &self.owner, &leases, self.lease).await {
+                        // The leases may lapse and the jobs run again elsewhere: at-least-once.
+                        tracing::warn!(worker = %self.name, error = %e, "heartbeat failed");
+                    }
+                }
+                () = stop.aborted() => {
+                    set.abort_all();
+                    released = running.drain().map(|(_, lease)| lease).collect();
+                    break;
+                }
+            }
+        }
+        // Outcomes first: if recording them fails, the leases lapse and the jobs run again.
+        if !done.is_empty() {
+            let n = jobs::complete(&self.db, &self.owner, &done).await?;
+            self.count(Counted::completed, n as usize);
+        }
+        if !failed.is_empty() {
+            let dead = jobs::fail(&self.db, &self.owner, &failed).await?;
+            self.count(Counted::dead, dead.len());
+            self.count(Counted::retried, failed.len() - dead.len());
+            for f in &failed {
+                let is_dead = dead.contains(&f.lease.id);
+                tracing::warn!(
+                    worker = %self.name, job = %f.lease.id, attempt = f.lease.attempt,
+                    dead = is_dead, error = %f.error, "job failed"
+                );
+            }
+        }
+        if !released.is_empty() {
+            let n = jobs::release(&self.db, &self.owner, &released).await?;
+            self.count(Counted::released, n as usize);
+            tracing::info!(worker = %self.name, released = n, "released unfinished jobs");
+        }
+        Ok(())
+    }
+}
+
+async fn run_one<H: JobHandler>(handler: &H, job: ClaimedJob) -> Outcome {
+    let payload = match serde_json::from_value::<H::Job>(job.payload) {
+        Ok(payload) => payload,
+        // Retrying will not fix it, but a dead job keeps the payload for an operator to see.
+        Err(e) => return Outcome::Failed(format!("payload does not decode: {e}")),
+    };
+    match tokio::time::timeout(H::TIMEOUT, handler.run(payload)).await {
+        Ok(Ok(())) => Outcome::Done,
+        Ok(Err(e)) => Outcome::Failed(e.to_string()),
+        Err(_) => Outcome::Failed(format!("timed out after {:?}", H::TIMEOUT)),
+    }
+}
+
+impl<H: JobHandler> Worker for QueueWorker<H> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn poll(&mut self, stop: &Stop) -> Result<Poll, WorkError> {
+        let claimed =
+            jobs::claim(&self.db, H::Job::KIND, &self.owner, self.batch, self.lease).await?;
+        if claimed.is_empty() {
+            return Ok(Poll::Idle);
+        }
+        if let Some(m) = &self.metrics {
+            for job in &claimed {
+                m.claimed(H::Job::KIND, job.waited_seconds);
+            }
+        }
+        self.run_batch(claimed, stop).await?;
+        Ok(Poll::Busy)
+    }
+}

@@ -1,0 +1,962 @@
+//! The worker's tests (one binary): the runner driven in-process with scripted workers, the
+//! queue against a real PostgreSQL, and the `worker` binary as a real process.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use shared::{
+    db::{Db, PgError},
+    repo::{
+        items::{self, ItemCreated},
+        jobs::{self, Failure, Job, Lease, NewJob},
+    },
+};
+use tokio::time::Instant;
+use uuid::Uuid;
+use worker::{
+    health::Health,
+    queue::{JobError, JobHandler, QueueWorker},
+    runner::{Cadence, Poll, RunError, Runner, Stop, WorkError, Worker},
+};
+
+// ---------------------------------------------------------------- the runner, in-process
+
+/// A worker that answers from a script (then `Idle` forever) and records when it was polled.
+struct Scripted {
+    script: Vec<Result<Poll, &'static str>>,
+    polls: Arc<Mutex<Vec<Instant>>>,
+    /// Each poll lasts this long; with `wait_for_abort`, until the grace runs out instead.
+    busy_for: Duration,
+    wait_for_abort: bool,
+}
+
+impl Scripted {
+    fn new(script: Vec<Result<Poll, &'static str>>) -> (Self, Arc<Mutex<Vec<Instant>>>) {
+        let polls = Arc::new(Mutex::new(Vec::new()));
+        let worker = Self {
+            script: script.into_iter().rev().collect(),
+            polls: polls.clone(),
+            busy_for: Duration::ZERO,
+            wait_for_abort: false,
+        };
+        (worker, polls)
+    }
+}
+
+impl Worker for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    async fn poll(&mut self, stop: &Stop) -> Result<Poll, WorkError> {
+        self.polls.lock().unwrap().push(Instant::now());
+        if self.wait_for_abort {
+            stop.aborted().await;
+            return Ok(Poll::Idle);
+        }
+        tokio::time::sleep(self.busy_for).await;
+        match self.script.pop() {
+            Some(Ok(poll)) => Ok(poll),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(Poll::Idle),
+        }
+    }
+}
+
+fn cadence(active_ms: u64, idle_ms: u64, max_failures: u32) -> Cadence {
+    Cadence {
+        poll_active: Duration::from_millis(active_ms),
+        poll_idle: Duration::from_millis(idle_ms),
+        max_failures,
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+type Signal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One signal `after` from now, and no second one.
+fn signal_after(after: Duration) -> impl FnMut() -> Signal {
+    let at = Instant::now() + after;
+    let mut calls = 0;
+    move || {
+        calls += 1;
+        if calls == 1 {
+            Box::pin(tokio::time::sleep_until(at))
+        } else {
+            Box::pin(std::future::pending())
+        }
+    }
+}
+
+fn gaps(polls: &[Instant]) -> Vec<Duration> {
+    polls.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[tokio::test]
+async fn busy_polls_again_at_once_and_idle_waits_stretch_to_the_idle_interval() {
+    let (worker, polls) = Scripted::new(vec![Ok(Poll::Busy), Ok(Poll::Busy), Ok(Poll::Busy)]);
+    let mut runner = Runner::new(cadence(40, 160, 3), Health::default());
+    runner.spawn(worker);
+    runner
+        .run_until(signal_after(Duration::from_millis(700)))
+        .await
+        .unwrap();
+    let polls = polls.lock().unwrap().clone();
+    let gaps = gaps(&polls);
+    // Three busy polls, each followed at once by the next.
+    for gap in &gaps[..3] {
+        assert!(*gap < Duration::from_millis(20), "{gaps:?}");
+    }
+    // Then idle: 40, 80, 160, 160 ms (the active wait doubling up to the idle one).
+    let expected = [40, 80, 160, 160];
+    for (gap, ms) in gaps[3..].iter().zip(expected) {
+        let ms = Duration::from_millis(ms);
+        assert!(
+            *gap >= ms && *gap < ms + Duration::from_millis(30),
+            "{gaps:?}"
+        );
+    }
+    assert!(gaps.len() >= 3 + expected.len(), "{gaps:?}");
+}
+
+#[tokio::test]
+async fn failed_polls_back_off_more_each_time_then_the_runner_gives_up() {
+    let (worker, polls) = Scripted::new(vec![Err("database down"); 6]);
+    let mut runner = Runner::new(cadence(10, 10_000, 6), Health::default());
+    runner.spawn(worker);
+    let started = Instant::now();
+    let err = runner
+        .run_until(std::future::pending::<()>)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::TooManyFailures { failures: 6, last, .. } if last == "database down"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let gaps = gaps(&polls.lock().unwrap());
+    assert_eq!(gaps.len(), 5, "six polls, then no seventh: {gaps:?}");
+    // Equal jitter: step n lies in [c/2, c] with c = 10 ms · 2^(n-1), so the steps never
+    // shrink, and the fifth is at least 80 ms.
+    for pair in gaps.windows(2) {
+        assert!(pair[1] + Duration::from_millis(2) >= pair[0], "{gaps:?}");
+    }
+    assert!(gaps[0] >= Duration::from_millis(5), "{gaps:?}");
+    assert!(gaps[4] >= Duration::from_millis(80), "{gaps:?}");
+}
+
+#[tokio::test]
+async fn a_success_resets_the_failure_count() {
+    let script = vec![
+        Err("x"),
+        Err("x"),
+        Ok(Poll::Busy),
+        Err("x"),
+        Err("x"),
+        Ok(Poll::Idle),
+    ];
+    let (worker, polls) = Scripted::new(script);
+    let mut runner = Runner::new(cadence(5, 50, 3), Health::default());
+    runner.spawn(worker);
+    runner
+        .run_until(signal_after(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    assert!(polls.lock().unwrap().len() > 6);
+}
+
+#[tokio::test]
+async fn a_wake_ends_an_idle_wait_at_once() {
+    let (worker, polls) = Scripted::new(vec![]);
+    let mut runner = Runner::new(cadence(30_000, 30_000, 3), Health::default());
+    let wake = runner.spawn(worker);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut rx = Some(rx);
+    let run = tokio::spawn(runner.run_until(move || {
+        let rx = rx.take();
+        async move {
+            match rx {
+                Some(rx) => drop(rx.await),
+                None => std::future::pending().await,
+            }
+        }
+    }));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(polls.lock().unwrap().len(), 1);
+    let woken = Instant::now();
+    wake.wake();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let polls = polls.lock().unwrap().clone();
+    assert_eq!(polls.len(), 2, "the wake started a second poll");
+    assert!(polls[1] - woken < Duration::from_millis(100));
+    tx.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_signal_lets_the_running_poll_finish_and_starts_no_other() {
+    let (mut worker, polls) = Scripted::new(vec![Ok(Poll::Busy); 100]);
+    worker.busy_for = Duration::from_millis(200);
+    let health = Health::default();
+    let mut runner = Runner::new(cadence(10, 10, 3), health.clone());
+    runner.spawn(worker);
+    let signalled = Instant::now() + Duration::from_millis(50);
+    runner
+        .run_until(signal_after(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    // The poll that was running when the signal came (started at 0) finished at ~200 ms.
+    assert!(signalled.elapsed() >= Duration::from_millis(140));
+    assert_eq!(polls.lock().unwrap().len(), 1);
+    assert_eq!(health.ready().await.unwrap_err(), "draining");
+}
+
+#[tokio::test]
+async fn after_the_grace_a_running_poll_is_told_to_abort() {
+    let (mut worker, polls) = Scripted::new(vec![]);
+    worker.wait_for_abort = true;
+    let mut c = cadence(10, 10, 3);
+    c.shutdown_grace = Duration::from_millis(100);
+    let mut runner = Runner::new(c, Health::default());
+    runner.spawn(worker);
+    let started = Instant::now();
+    runner
+        .run_until(signal_after(Duration::from_millis(20)))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(120) && took < Duration::from_secs(1),
+        "{took:?}"
+    );
+    assert_eq!(polls.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_second_signal_stops_at_once() {
+    let (mut worker, _) = Scripted::new(vec![]);
+    worker.wait_for_abort = true;
+    let mut c = cadence(10, 10, 3);
+    c.shutdown_grace = Duration::from_secs(30);
+    let mut runner = Runner::new(c, Health::default());
+    runner.spawn(worker);
+    let started = Instant::now();
+    let err = runner
+        .run_until(|| tokio::time::sleep(Duration::from_millis(30)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::Interrupted), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+// ---------------------------------------------------------------- the queue, real PostgreSQL
+
+async fn database() -> (Db, String) {
+    let url = shared::testing::create_database().await;
+    let db = Db::connect_lazy(&url, 8, Duration::from_secs(5)).unwrap();
+    db.migrate().await.unwrap();
+    (db, url)
+}
+
+async fn user(db: &Db) -> Uuid {
+    let id = Uuid::new_v4();
+    db.read("test.user", |c| async move {
+        c.execute(
+            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')",
+            &[&id, &format!("{id}@example.com")],
+        )
+        .await
+    })
+    .await
+    .unwrap();
+    id
+}
+
+async fn count(db: &Db, sql: &'static str) -> i64 {
+    db.read("test.count", |c| async move {
+        c.query_one(sql, &[]).await?.try_get::<_, i64>(0)
+    })
+    .await
+    .unwrap()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Echo {
+    n: u32,
+}
+
+impl Job for Echo {
+    const KIND: &'static str = "test.echo";
+    const MAX_ATTEMPTS: i32 = 3;
+}
+
+async fn enqueue_echoes(db: &Db, n: u32) {
+    db.write("test.enqueue", move |tx| {
+        Box::pin(async move {
+            for n in 0..n {
+                jobs::enqueue(tx, &NewJob::new(&Echo { n })).await?;
+            }
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_item_change_that_rolls_back_enqueues_nothing_and_one_that_commits_enqueues_one() {
+    let (db, _) = database().await;
+    let user_id = user(&db).await;
+    // The item is inserted (and its job with it), then the transaction fails.
+    let err = db
+        .write("test.rollback", move |tx| {
+            Box::pin(async move {
+                items::insert(tx, user_id, "doomed", "").await?;
+                tx.execute("SELECT 1/0", &[]).await?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("22012"), "{err}");
+    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM jobs").await, 0);
+
+    let item = items::create(&db, user_id, "kept", "").await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM jobs").await, 1);
+    let claimed = jobs::claim(&db, "item.created", "t", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let event: ItemCreated = serde_json::from_value(claimed[0].payload.clone()).unwrap();
+    assert_eq!((event.0.item_id, event.0.user_id), (item.id, user_id));
+
+    // Updates and deletes enqueue theirs; one of another user's item (not found) does not.
+    items::update(&db, user_id, item.id, Some("renamed"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        items::update(&db, user(&db).await, item.id, Some("x"), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(items::delete(&db, user_id, item.id).await.unwrap());
+    assert!(!items::delete(&db, user_id, item.id).await.unwrap());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM jobs WHERE kind IN ('item.updated', 'item.deleted')"
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_hand_one_job_to_two_claimers() {
+    let (db, _) = database().await;
+    enqueue_echoes(&db, 300).await;
+    let claimers = (0..6).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let owner = format!("claimer-{i}");
+            let mut mine = Vec::new();
+            loop {
+                let batch = jobs::claim(&db, Echo::KIND, &owner, 7, Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|j| j.id));
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    let unique: HashSet<Uuid> = all.iter().copied().collect();
+    assert_eq!(all.len(), 300, "every job claimed exactly once");
+    assert_eq!(unique.len(), 300);
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_claimable_again_and_the_old_holder_loses_it() {
+    let (db, _) = database().await;
+    enqueue_echoes(&db, 1).await;
+    let lease = Duration::from_millis(300);
+    let first = jobs::claim(&db, Echo::KIND, "a", 10, lease).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        jobs::claim(&db, Echo::KIND, "b", 10, lease)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held while the lease is valid"
+    );
+    // A heartbeat keeps it held past the first expiry.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = [Lease::from(&first[0])];
+    assert_eq!(jobs::heartbeat(&db, "a", &held, lease).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        jobs::claim(&db, Echo::KIND, "b", 10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // No heartbeat: the lease lapses and another worker takes the job as a new attempt.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = jobs::claim(&db, Echo::KIND, "b", 10, lease).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!((second[0].id, second[0].attempt), (first[0].id, 2));
+    // The first holder can no longer complete, fail or extend it.
+    assert_eq!(jobs::complete(&db, "a", &held).await.unwrap(), 0);
+    assert_eq!(jobs::heartbeat(&db, "a", &held, lease).await.unwrap(), 0);
+    assert_eq!(
+        jobs::complete(&db, "b", &[Lease::from(&second[0])])
+            .await
+            .unwrap(),
+        1
+    );
+    let row = jobs::get(&db, first[0].id).await.unwrap().unwrap();
+    assert_eq!(row.state, "completed");
+}
+
+#[tokio::test]
+async fn failures_retry_on_the_attempt_to_the_fourth_schedule_then_the_job_is_dead() {
+    let (db, _) = database().await;
+    enqueue_echoes(&db, 1).await;
+    for attempt in 1..=Echo::MAX_ATTEMPTS {
+        let claimed = jobs::claim(&db, Echo::KIND, "w", 10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {attempt}");
+        assert_eq!(claimed[0].attempt, attempt);
+        let lease = Lease::from(&claimed[0]);
+        let retry_in = jobs::retry_delay(attempt, rand::random());
+        let before = chrono::Utc::now();
+        let dead = jobs::fail(
+            &db,
+            "w",
+            &[Failure {
+                lease,
+                error: format!("boom {attempt}"),
+                retry_in,
+            }],
+        )
+        .await
+        .unwrap();
+        let row = jobs::get(&db, lease.id).await.unwrap().unwrap();
+        assert_eq!(row.last_error.as_deref(), Some(&*format!("boom {attempt}")));
+        if attempt < Echo::MAX_ATTEMPTS {
+            assert!(dead.is_empty());
+            assert_eq!(row.state, "retryable");
+            // attempt⁴ seconds ± 10 %: 1 s, then 16 s.
+            let wait = (row.run_at - before).to_std().unwrap_or_default();
+            let base = f64::from(attempt).powi(4);
+            assert!(
+                wait.as_secs_f64() >= base * 0.9 - 0.05 && wait.as_secs_f64() <= base * 1.1 + 0.5,
+                "attempt {attempt}: {wait:?}"
+            );
+            // Not claimable before its time.
+            assert!(
+                jobs::claim(&db, Echo::KIND, "w", 10, Duration::from_secs(30))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            db.read("test.due", |c| async move {
+                c.execute("UPDATE jobs SET run_at = now()", &[]).await
+            })
+            .await
+            .unwrap();
+        } else {
+            assert_eq!(dead, [lease.id]);
+            assert_eq!(row.state, "dead");
+        }
+    }
+    // Dead jobs are kept and never claimed.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        jobs::claim(&db, Echo::KIND, "w", 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn the_retry_delay_is_attempt_to_the_fourth_seconds_within_ten_percent() {
+    for (attempt, secs) in [(1, 1.0), (2, 16.0), (3, 81.0), (10, 10_000.0)] {
+        let low = jobs::retry_delay(attempt, 0.0).as_secs_f64();
+        let high = jobs::retry_delay(attempt, 1.0).as_secs_f64();
+        assert!((low - secs * 0.9).abs() < 1e-6 && (high - secs * 1.1).abs() < 1e-6);
+    }
+}
+
+#[tokio::test]
+async fn an_unfinished_job_holds_its_dedup_key() {
+    let (db, _) = database().await;
+    let enqueue = |db: Db| async move {
+        db.write("test.dedup", |tx| {
+            Box::pin(
+                async move { jobs::enqueue(tx, &NewJob::new(&Echo { n: 1 }).dedup_key("k")).await },
+            )
+        })
+        .await
+        .unwrap()
+    };
+    let first = enqueue(db.clone()).await.unwrap();
+    assert!(
+        enqueue(db.clone()).await.is_none(),
+        "a duplicate is skipped"
+    );
+    let claimed = jobs::claim(&db, Echo::KIND, "w", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        enqueue(db.clone()).await.is_none(),
+        "running still holds it"
+    );
+    jobs::complete(&db, "w", &[Lease::from(&claimed[0])])
+        .await
+        .unwrap();
+    let again = enqueue(db.clone()).await.unwrap();
+    assert_ne!(first, again, "a finished job frees the key");
+}
+
+/// Fails the jobs whose `n` is odd, sleeps past the timeout when `n` is 4, else succeeds.
+struct Picky;
+
+impl JobHandler for Picky {
+    type Job = Echo;
+    const TIMEOUT: Duration = Duration::from_millis(200);
+
+    async fn run(&self, job: Echo) -> Result<(), JobError> {
+        if job.n == 4 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        if job.n % 2 == 1 {
+            return Err(format!("odd: {}", job.n).into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_queue_worker_completes_fails_and_times_out_jobs_without_failing_its_poll() {
+    let (db, _) = database().await;
+    enqueue_echoes(&db, 6).await;
+    let metrics = worker::metrics::Metrics::new(None);
+    let mut worker = QueueWorker::new(db.clone(), Picky, "w")
+        .batch(10)
+        .metrics(metrics.clone());
+    let stop = Stop::never();
+    assert_eq!(worker.poll(&stop).await.unwrap(), Poll::Busy);
+    assert_eq!(worker.poll(&stop).await.unwrap(), Poll::Idle);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM jobs WHERE state = 'completed'").await,
+        2,
+        "0 and 2"
+    );
+    let failed: Vec<(serde_json::Value, String)> = db
+        .read("test.failed", |c| async move {
+            c.query(
+                "SELECT payload, last_error FROM jobs WHERE state = 'retryable' ORDER BY payload->>'n'",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, PgError>>()
+        })
+        .await
+        .unwrap();
+    let errors: Vec<&str> = failed.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(
+        errors,
+        ["odd: 1", "odd: 3", "timed out after 200ms", "odd: 5"]
+    );
+}
+
+// ---------------------------------------------------------------- the binary, a real process
+
+/// `worker` with only the database, the health address and the log format set: no
+/// `JWT_SECRET`, no HTTP or Redis settings.
+fn spawn_worker(url: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url)
+        .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
+        // Polls so rare that only a NOTIFY can explain a job started within the test.
+        .env("WORKER_POLL_ACTIVE_MS", "30000")
+        .env("WORKER_POLL_IDLE_MS", "30000")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the worker's log lines until the health server's address.
+fn health_addr(child: &mut std::process::Child) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = v["fields"]["addr"].as_str().or(v["addr"].as_str())
+            {
+                let _ = tx.send(addr.to_owned());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the worker logged its health address");
+    (addr, reader)
+}
+
+#[tokio::test]
+async fn the_binary_starts_without_jwt_secret_drains_item_events_and_stops_on_sigterm() {
+    let (db, url) = database().await;
+    let user_id = user(&db).await;
+    items::create(&db, user_id, "before start", "")
+        .await
+        .unwrap();
+    let mut child = spawn_worker(&url);
+    let (addr, reader) = health_addr(&mut child);
+    let client = reqwest::Client::new();
+    for probe in ["healthz", "readyz"] {
+        let res = client
+            .get(format!("http://{addr}/{probe}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "/{probe}");
+    }
+    // Jobs from before the start: the first polls take them.
+    wait_for_completed(&db, 1).await;
+    // A job enqueued while every worker waits out its 30 s: the NOTIFY wakes its worker.
+    let listener = wait_for_listener(&db, None).await;
+    let enqueued = Instant::now();
+    items::create(&db, user_id, "while running", "")
+        .await
+        .unwrap();
+    wait_for_completed(&db, 2).await;
+    assert!(
+        enqueued.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        enqueued.elapsed()
+    );
+    // The listening session is killed: the listener reconnects and subscribes again.
+    db.read("test.kill_listener", |c| async move {
+        c.execute("SELECT pg_terminate_backend($1)", &[&listener])
+            .await
+    })
+    .await
+    .unwrap();
+    wait_for_listener(&db, Some(listener)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await; // the re-subscription's own wake
+    let enqueued = Instant::now();
+    items::create(&db, user_id, "after reconnect", "")
+        .await
+        .unwrap();
+    wait_for_completed(&db, 3).await;
+    assert!(
+        enqueued.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        enqueued.elapsed()
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+    let lines = reader.join().unwrap();
+    assert!(lines.iter().any(|l| l.contains("stopped")), "{lines:#?}");
+}
+
+async fn wait_for_completed(db: &Db, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(db, "SELECT count(*) FROM jobs WHERE state = 'completed'").await < n {
+        assert!(Instant::now() < deadline, "{n} jobs completed within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The pid of the session that has run `LISTEN` (other than `not`), once there is one.
+async fn wait_for_listener(db: &Db, not: Option<i32>) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid = db
+            .read("test.listener", |c| async move {
+                c.query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %' \
+                     AND state = 'idle' AND datname = current_database() AND pid <> $1",
+                    &[&not.unwrap_or(0)],
+                )
+                .await?
+                .map(|r| r.try_get::<_, i32>(0))
+                .transpose()
+            })
+            .await
+            .unwrap();
+        if let Some(pid) = pid {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "a LISTEN session within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_binary_exits_non_zero_after_max_failures() {
+    // A database that does not exist: every claim fails.
+    let url = shared::testing::create_database().await;
+    let missing = url.replace("basalt_test_", "basalt_missing_");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("DATABASE_URL", &missing)
+        .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
+        .env("WORKER_POLL_ACTIVE_MS", "5")
+        .env("WORKER_POLL_IDLE_MS", "20")
+        .env("WORKER_MAX_FAILURES", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 consecutive failed polls"), "{stderr}");
+}
+
+/// Runs far longer than any grace.
+struct Slow;
+
+impl JobHandler for Slow {
+    type Job = Echo;
+
+    async fn run(&self, _job: Echo) -> Result<(), JobError> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_job_outlasting_the_grace_is_released_and_claimable_at_once() {
+    let (db, _) = database().await;
+    enqueue_echoes(&db, 1).await;
+    let mut c = cadence(10, 10, 3);
+    c.shutdown_grace = Duration::from_millis(200);
+    let mut runner = Runner::new(c, Health::default());
+    runner.spawn(QueueWorker::new(db.clone(), Slow, "w"));
+    let started = Instant::now();
+    runner
+        .run_until(signal_after(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let claimed = jobs::claim(&db, Echo::KIND, "next", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        1,
+        "released, so claimable without waiting for the lease"
+    );
+    assert_eq!(claimed[0].attempt, 1, "the interrupted run was not counted");
+}
+
+#[tokio::test]
+async fn retention_deletes_old_completed_jobs_only() {
+    let (db, _) = database().await;
+    enqueue_echoes(&db, 4).await;
+    let claimed = jobs::claim(&db, Echo::KIND, "w", 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let leases: Vec<Lease> = claimed.iter().map(Lease::from).collect();
+    jobs::complete(&db, "w", &leases[..2]).await.unwrap();
+    let failure = Failure {
+        lease: leases[2],
+        error: "x".into(),
+        retry_in: Duration::ZERO,
+    };
+    db.read("test.age", |c| async move {
+        c.execute("UPDATE jobs SET max_attempts = 1", &[]).await
+    })
+    .await
+    .unwrap();
+    jobs::fail(&db, "w", &[failure]).await.unwrap();
+    // Two completed (one of them old), one dead (old), one still available (old).
+    let recent = leases[1].id;
+    db.read("test.age", |c| async move {
+        c.execute(
+            "UPDATE jobs SET updated_at = now() - interval '25 hours' WHERE id <> $1",
+            &[&recent],
+        )
+        .await
+    })
+    .await
+    .unwrap();
+    let mut retention =
+        worker::retention::Retention::new(db.clone(), Duration::from_secs(24 * 3600));
+    assert_eq!(retention.poll(&Stop::never()).await.unwrap(), Poll::Idle);
+    let states: Vec<String> = db
+        .read("test.states", |c| async move {
+            c.query("SELECT state FROM jobs ORDER BY state", &[])
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect()
+        })
+        .await
+        .unwrap();
+    assert_eq!(states, ["available", "completed", "dead"]);
+}
+
+fn worker_cli(url: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn operators_see_dead_jobs_and_replay_or_discard_them_with_worker_jobs() {
+    let (db, url) = database().await;
+    enqueue_echoes(&db, 2).await;
+    // Both die on their first attempt.
+    db.read("test.one_attempt", |c| async move {
+        c.execute("UPDATE jobs SET max_attempts = 1", &[]).await
+    })
+    .await
+    .unwrap();
+    let claimed = jobs::claim(&db, Echo::KIND, "w", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let failures: Vec<Failure> = claimed
+        .iter()
+        .map(|j| Failure {
+            lease: Lease::from(j),
+            error: "receiver said 500".into(),
+            retry_in: Duration::ZERO,
+        })
+        .collect();
+    assert_eq!(jobs::fail(&db, "w", &failures).await.unwrap().len(), 2);
+    let (a, b) = (claimed[0].id, claimed[1].id);
+
+    let (ok, out) = worker_cli(&url, &["jobs", "stats"]);
+    assert!(ok, "{out}");
+    let line = out.lines().find(|l| l.starts_with("test.echo")).unwrap();
+    assert_eq!(line.split_whitespace().last(), Some("2"), "two dead: {out}");
+    let (ok, out) = worker_cli(&url, &["jobs", "list", "--state", "dead"]);
+    assert!(
+        ok && out.contains(&a.to_string()) && out.contains("receiver said 500"),
+        "{out}"
+    );
+
+    let (ok, out) = worker_cli(&url, &["jobs", "discard", &b.to_string()]);
+    assert!(ok && out.contains("cancelled"), "{out}");
+    let (ok, out) = worker_cli(&url, &["jobs", "retry", "--dead", "--kind", "test.echo"]);
+    assert!(ok && out.starts_with("1 dead job(s)"), "{out}");
+    let row = jobs::get(&db, a).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.attempt), ("available", 0));
+    assert_eq!(jobs::get(&db, b).await.unwrap().unwrap().state, "cancelled");
+    // A cancelled job can be replayed by id.
+    let (ok, out) = worker_cli(&url, &["jobs", "retry", &b.to_string()]);
+    assert!(ok && out.contains("due now"), "{out}");
+    assert_eq!(
+        jobs::claim(&db, Echo::KIND, "w", 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // clap: every command has --help, and a malformed command line is refused.
+    for args in [
+        &["--help"][..],
+        &["jobs", "--help"],
+        &["jobs", "retry", "--help"],
+    ] {
+        let (ok, out) = worker_cli(&url, args);
+        assert!(ok && out.contains("Usage"), "{args:?}: {out}");
+    }
+    let (ok, _) = worker_cli(&url, &["jobs", "retry"]);
+    assert!(!ok, "retry needs an id or --dead");
+}
+
+#[tokio::test]
+async fn readyz_fails_while_the_database_is_unreachable_or_a_worker_backs_off() {
+    // Nothing listens on this port: every probe fails to connect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let db = Db::connect_lazy(
+        &format!("postgres://u@127.0.0.1:{port}/db"),
+        1,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let probe = db.clone();
+    let health = Health::with_ready_check(Arc::new(move || {
+        let db = probe.clone();
+        Box::pin(async move {
+            db.read(
+                "test.ready",
+                |c| async move { c.execute("SELECT 1", &[]).await },
+            )
+            .await
+            .map(drop)
+            .map_err(|e| format!("database: {}", e.unavailable_cause()))
+        })
+    }));
+    let err = health.ready().await.unwrap_err();
+    assert!(err.starts_with("database: cannot connect"), "{err}");
+    assert!(
+        health.live().is_ok(),
+        "an unreachable database is not a dead process"
+    );
+
+    // A worker whose polls fail is backing off: not ready, still live.
+    let (worker, _) = Scripted::new(vec![Err("down"); 100]);
+    let health = Health::default();
+    let mut runner = Runner::new(cadence(1000, 1000, 100), health.clone());
+    runner.spawn(worker);
+    let run = tokio::spawn(runner.run_until(signal_after(Duration::from_millis(200))));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(health.ready().await.unwrap_err(), "backing off: scripted");
+    assert!(health.live().is_ok());
+    run.await.unwrap().unwrap();
+    assert_eq!(health.ready().await.unwrap_err(), "draining");
+}
