@@ -25,6 +25,9 @@ use worker::{
 };
 
 // ---------------------------------------------------------------- the runner, in-process
+//
+// On paused tokio time (`start_paused`): every sleep ends exactly when due, so the intervals
+// below are asserted as the runner computes them, whatever else the machine is doing.
 
 /// A worker that answers from a script (then `Idle` forever) and records when it was polled.
 struct Scripted {
@@ -97,7 +100,7 @@ fn gaps(polls: &[Instant]) -> Vec<Duration> {
     polls.windows(2).map(|w| w[1] - w[0]).collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn busy_polls_again_at_once_and_idle_waits_stretch_to_the_idle_interval() {
     let (worker, polls) = Scripted::new(vec![Ok(Poll::Busy), Ok(Poll::Busy), Ok(Poll::Busy)]);
     let mut runner = Runner::new(cadence(40, 160, 3), Health::default());
@@ -124,7 +127,7 @@ async fn busy_polls_again_at_once_and_idle_waits_stretch_to_the_idle_interval() 
     assert!(gaps.len() >= 3 + expected.len(), "{gaps:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failed_polls_back_off_more_each_time_then_the_runner_gives_up() {
     let (worker, polls) = Scripted::new(vec![Err("database down"); 6]);
     let mut runner = Runner::new(cadence(10, 10_000, 6), Health::default());
@@ -150,7 +153,7 @@ async fn failed_polls_back_off_more_each_time_then_the_runner_gives_up() {
     assert!(gaps[4] >= Duration::from_millis(80), "{gaps:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_success_resets_the_failure_count() {
     let script = vec![
         Err("x"),
@@ -170,7 +173,7 @@ async fn a_success_resets_the_failure_count() {
     assert!(polls.lock().unwrap().len() > 6);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_wake_ends_an_idle_wait_at_once() {
     let (worker, polls) = Scripted::new(vec![]);
     let mut runner = Runner::new(cadence(30_000, 30_000, 3), Health::default());
@@ -198,7 +201,7 @@ async fn a_wake_ends_an_idle_wait_at_once() {
     run.await.unwrap().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_signal_lets_the_running_poll_finish_and_starts_no_other() {
     let (mut worker, polls) = Scripted::new(vec![Ok(Poll::Busy); 100]);
     worker.busy_for = Duration::from_millis(200);
@@ -216,7 +219,7 @@ async fn a_signal_lets_the_running_poll_finish_and_starts_no_other() {
     assert_eq!(health.ready().await.unwrap_err(), "draining");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn after_the_grace_a_running_poll_is_told_to_abort() {
     let (mut worker, polls) = Scripted::new(vec![]);
     worker.wait_for_abort = true;
@@ -237,7 +240,7 @@ async fn after_the_grace_a_running_poll_is_told_to_abort() {
     assert_eq!(polls.lock().unwrap().len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_second_signal_stops_at_once() {
     let (mut worker, _) = Scripted::new(vec![]);
     worker.wait_for_abort = true;
