@@ -395,7 +395,9 @@ async fn concurrent_claims_never_hand_one_job_to_two_claimers() {
 async fn an_expired_lease_is_claimable_again_and_the_old_holder_loses_it() {
     let (db, _) = database().await;
     enqueue_echoes(&db, 1).await;
-    let lease = Duration::from_millis(300);
+    // Margins of 700 ms around every expiry: a loaded machine delays a sleep or a query by
+    // tens of milliseconds, never by that much.
+    let lease = Duration::from_millis(1500);
     let first = jobs::claim(&db, Echo::KIND, "a", 10, lease).await.unwrap();
     assert_eq!(first.len(), 1);
     assert!(
@@ -406,10 +408,10 @@ async fn an_expired_lease_is_claimable_again_and_the_old_holder_loses_it() {
         "held while the lease is valid"
     );
     // A heartbeat keeps it held past the first expiry.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let held = [Lease::from(&first[0])];
     assert_eq!(jobs::heartbeat(&db, "a", &held, lease).await.unwrap(), 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
         jobs::claim(&db, Echo::KIND, "b", 10, lease)
             .await
@@ -417,7 +419,7 @@ async fn an_expired_lease_is_claimable_again_and_the_old_holder_loses_it() {
             .is_empty()
     );
     // No heartbeat: the lease lapses and another worker takes the job as a new attempt.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let second = jobs::claim(&db, Echo::KIND, "b", 10, lease).await.unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!((second[0].id, second[0].attempt), (first[0].id, 2));
