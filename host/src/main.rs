@@ -73,7 +73,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot bind {}", state.config.http.bind_addr))?;
     tracing::info!(addr = %app.local_addr()?, "listening");
-    app.run_until(host::shutdown_signal()).await?;
+    app.run_until(async {
+        shared::signal::terminate_or_interrupt().await;
+        tracing::info!("draining in-flight requests");
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

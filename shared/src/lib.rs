@@ -5,6 +5,7 @@
 //! Listed bottom-up: a module may use the ones above it, never one below it or a sibling on
 //! its own line (the tidy test in `tidy.rs` enforces this).
 //!
+//! - [`signal`]: SIGTERM/SIGINT, what the host and the worker stop on.
 //! - [`config`]: typed settings from the environment, one type per component; refuses to
 //!   start on bad values, naming the variable.
 //! - [`telemetry`]: tracing subscriber (JSON or pretty, `RUST_LOG`).
@@ -39,6 +40,7 @@ pub mod migrations;
 pub mod rate_limit;
 pub mod repo;
 pub mod routes;
+pub mod signal;
 pub mod state;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]

@@ -94,7 +94,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             let settings = WorkerSettings::from_env(&env).context("invalid configuration")?;
             telemetry::init(log_format);
-            worker::serve(db, database.url(), &settings, worker::shutdown_signal).await?;
+            worker::serve(
+                db,
+                database.url(),
+                &settings,
+                shared::signal::terminate_or_interrupt,
+            )
+            .await?;
             tracing::info!("stopped");
             return Ok(());
         }
