@@ -965,3 +965,392 @@ async fn readyz_fails_while_the_database_is_unreachable_or_a_worker_backs_off() 
     run.await.unwrap().unwrap();
     assert_eq!(health.ready().await.unwrap_err(), "draining");
 }
+
+// ---------------------------------------------------------------- worker-testbed processes
+//
+// `worker-testbed` is `worker serve` plus `testbed.sleep`, a job that records each start in
+// `testbed_runs` (tag, pid, time) and then sleeps: a slow job to signal or kill a real
+// process under, and a count of how often each job ran.
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Sleep {
+    tag: i64,
+    ms: u64,
+}
+
+impl Job for Sleep {
+    const KIND: &'static str = "testbed.sleep";
+    const MAX_ATTEMPTS: i32 = 5;
+}
+
+async fn enqueue_sleeps(db: &Db, jobs: Vec<Sleep>) {
+    let jobs = Arc::new(jobs);
+    db.write("test.enqueue_sleeps", move |tx| {
+        let jobs = jobs.clone();
+        Box::pin(async move {
+            for job in jobs.iter() {
+                jobs::enqueue(tx, &NewJob::new(job)).await?;
+            }
+            Ok::<_, PgError>(())
+        })
+    })
+    .await
+    .unwrap();
+}
+
+/// A `worker-testbed serve` on `url`, quick to poll (an expired lease is found by polling),
+/// with `settings` on top.
+fn spawn_testbed(url: &str, settings: &[(&str, &str)]) -> Running {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_worker-testbed"));
+    command
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
+        .env("WORKER_POLL_ACTIVE_MS", "50")
+        .env("WORKER_POLL_IDLE_MS", "200")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    Running(Some(command.spawn().unwrap()))
+}
+
+/// A child process killed when dropped, so a failing test leaves no worker behind.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn signal(&self, signal: &str) {
+        let id = self.0.as_ref().unwrap().id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &id])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+
+    async fn exit(mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().unwrap();
+        tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits until `tag` has started `n` times; returns the starts' times (seconds, DB clock).
+async fn wait_for_runs(db: &Db, tag: i64, n: usize, within: Duration) -> Vec<f64> {
+    let deadline = Instant::now() + within;
+    loop {
+        let starts = db
+            .read("test.runs", |c| async move {
+                let rows = c
+                    .query(
+                        "SELECT extract(epoch FROM started_at)::float8 FROM testbed_runs \
+                         WHERE tag = $1 ORDER BY started_at",
+                        &[&tag],
+                    )
+                    .await;
+                match rows {
+                    Ok(rows) => rows.iter().map(|r| r.try_get(0)).collect(),
+                    // The first testbed creates the table as it starts.
+                    Err(e)
+                        if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) =>
+                    {
+                        Ok(Vec::new())
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .unwrap();
+        if starts.len() >= n {
+            return starts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {tag} started {n} time(s) within {within:?} (saw {})",
+            starts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The state and attempt of the one `testbed.sleep` job tagged `tag`.
+async fn sleep_job(db: &Db, tag: i64) -> (String, i32) {
+    db.read("test.sleep_job", |c| async move {
+        let row = c
+            .query_one(
+                "SELECT state, attempt FROM jobs WHERE kind = 'testbed.sleep' \
+                 AND (payload->>'tag')::bigint = $1",
+                &[&tag],
+            )
+            .await?;
+        Ok::<_, PgError>((row.try_get(0)?, row.try_get(1)?))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_job_finish_or_releases_it_when_it_outlasts_the_grace() {
+    let (db, url) = database().await;
+    // Within the grace: the job runs to its end, and the process exits 0 after it.
+    enqueue_sleeps(&db, vec![Sleep { tag: 1, ms: 1500 }]).await;
+    let child = spawn_testbed(&url, &[("WORKER_SHUTDOWN_GRACE_SECONDS", "10")]);
+    wait_for_runs(&db, 1, 1, Duration::from_secs(20)).await;
+    child.signal("-TERM");
+    let stopping = Instant::now();
+    let exit = child.exit().await;
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(sleep_job(&db, 1).await, ("completed".to_owned(), 1));
+
+    // Outlasting the grace: released, exit 0 once the grace is over, claimable again at once.
+    enqueue_sleeps(&db, vec![Sleep { tag: 2, ms: 60_000 }]).await;
+    let child = spawn_testbed(&url, &[("WORKER_SHUTDOWN_GRACE_SECONDS", "1")]);
+    wait_for_runs(&db, 2, 1, Duration::from_secs(20)).await;
+    child.signal("-TERM");
+    let stopping = Instant::now();
+    let exit = child.exit().await;
+    assert!(exit.success(), "{exit:?}");
+    let took = stopping.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert_eq!(sleep_job(&db, 2).await, ("available".to_owned(), 0));
+}
+
+#[tokio::test]
+async fn a_sigkilled_workers_job_runs_again_once_its_lease_expires() {
+    let (db, url) = database().await;
+    enqueue_sleeps(&db, vec![Sleep { tag: 3, ms: 300 }]).await;
+    let lease = [("WORKER_LEASE_SECONDS", "2")];
+    let first = spawn_testbed(&url, &lease);
+    let starts = wait_for_runs(&db, 3, 1, Duration::from_secs(20)).await;
+    first.signal("-KILL");
+    let exit = first.exit().await;
+    assert!(!exit.success());
+    let second = spawn_testbed(&url, &lease);
+    let starts_again = wait_for_runs(&db, 3, 2, Duration::from_secs(20)).await;
+    // Killed before its first heartbeat (a third of the lease in): the claim held 2 s.
+    let gap = starts_again[1] - starts[0];
+    assert!(gap >= 1.9, "ran again {gap:.3} s after the first start");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleep_job(&db, 3).await.0 != "completed" {
+        assert!(Instant::now() < deadline, "completed by the second worker");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sleep_job(&db, 3).await, ("completed".to_owned(), 2));
+    second.signal("-TERM");
+    assert!(second.exit().await.success());
+}
+
+#[tokio::test]
+async fn a_thousand_jobs_survive_three_workers_sigkilled_and_restarted_at_random() {
+    use rand::Rng;
+    const JOBS: i64 = 1000;
+    let (db, url) = database().await;
+    let mut rng = rand::rng();
+    let jobs = (0..JOBS)
+        .map(|tag| Sleep {
+            tag,
+            ms: rng.random_range(30..120),
+        })
+        .collect();
+    enqueue_sleeps(&db, jobs).await;
+    let settings = [("WORKER_LEASE_SECONDS", "2")];
+    let mut workers: Vec<_> = (0..3).map(|_| spawn_testbed(&url, &settings)).collect();
+    let pending = || {
+        count(
+            &db,
+            "SELECT count(*) FROM jobs WHERE kind = 'testbed.sleep' AND state <> 'completed'",
+        )
+    };
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while pending().await > 0 {
+        assert!(Instant::now() < deadline, "every job completed within 90 s");
+        tokio::time::sleep(Duration::from_millis(rng.random_range(150..450))).await;
+        if kills < 8 {
+            let victim = rng.random_range(0..workers.len());
+            let killed = std::mem::replace(&mut workers[victim], spawn_testbed(&url, &settings));
+            killed.signal("-KILL");
+            assert!(!killed.exit().await.success());
+            kills += 1;
+        }
+    }
+    for w in workers {
+        w.signal("-TERM");
+        assert!(w.exit().await.success());
+    }
+    let (runs, rerun_jobs, max_runs, started_after_completion, unrun) = db
+        .read("test.chaos", |c| async move {
+            let row = c
+                .query_one(
+                    "WITH per_job AS ( \
+                       SELECT j.id, j.attempt, j.updated_at, count(r.tag) AS runs, \
+                              max(r.started_at) AS last_start \
+                       FROM jobs j LEFT JOIN testbed_runs r ON r.tag = (j.payload->>'tag')::bigint \
+                       WHERE j.kind = 'testbed.sleep' GROUP BY j.id) \
+                     SELECT sum(runs)::bigint, count(*) FILTER (WHERE runs > 1), \
+                            max(runs), count(*) FILTER (WHERE last_start > updated_at), \
+                            count(*) FILTER (WHERE runs = 0 OR runs > attempt) \
+                     FROM per_job",
+                    &[],
+                )
+                .await?;
+            Ok::<_, PgError>((
+                row.try_get::<_, i64>(0)?,
+                row.try_get::<_, i64>(1)?,
+                row.try_get::<_, i64>(2)?,
+                row.try_get::<_, i64>(3)?,
+                row.try_get::<_, i64>(4)?,
+            ))
+        })
+        .await
+        .unwrap();
+    eprintln!(
+        "chaos: {JOBS} jobs, {kills} SIGKILLs, {runs} runs: {} duplicate runs over {rerun_jobs} \
+         jobs (at most {max_runs} runs of one job)",
+        runs - JOBS
+    );
+    assert_eq!(kills, 8, "the workers were killed while jobs remained");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM jobs WHERE state = 'completed'").await,
+        JOBS,
+        "every job completed, none dead"
+    );
+    assert_eq!(
+        unrun, 0,
+        "every job ran, and never more often than it was claimed"
+    );
+    assert_eq!(
+        started_after_completion, 0,
+        "no job started again after it completed"
+    );
+}
+
+#[tokio::test]
+async fn readyz_follows_a_real_database_stop_and_start_and_the_listener_subscribes_again() {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run scripts/test, which starts the outage PostgreSQL")
+        })
+    };
+    let (admin, data, services) = (
+        var("BASALT_TEST_OUTAGE_DATABASE_URL"),
+        var("BASALT_TEST_OUTAGE_PG_DATA"),
+        var("BASALT_TEST_SERVICES_SH"),
+    );
+    let port = admin
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let (client, driver) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(driver);
+    let name = format!("basalt_outage_{}", Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let db = Db::connect_lazy(&url, 2, Duration::from_secs(5)).unwrap();
+    db.migrate().await.unwrap();
+    let service = |call: String| {
+        let services = services.clone();
+        async move {
+            let args: Vec<String> = call.split(' ').map(str::to_owned).collect();
+            let status = tokio::task::spawn_blocking(move || {
+                std::process::Command::new("bash")
+                    .arg(&services)
+                    .args(&args)
+                    .status()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            assert!(status.success(), "{call}");
+        }
+    };
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &url)
+        .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (addr, _reader) = health_addr(&mut child);
+    let child = Running(Some(child));
+    let http = reqwest::Client::new();
+    let probe = |path: &'static str| {
+        let (http, addr) = (http.clone(), addr.clone());
+        async move {
+            let res = http
+                .get(format!("http://{addr}/{path}"))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let until = |want: u16, within: Duration| async move {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = probe("readyz").await;
+            if status == want {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz {want} within {within:?}, got {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until(200, Duration::from_secs(10)).await;
+    let listener = wait_for_listener(&db, None).await;
+
+    service(format!("pg_stop {data}")).await;
+    let body = until(503, Duration::from_secs(10)).await;
+    assert!(body.contains("database"), "{body}");
+    assert_eq!(probe("healthz").await.0, 200, "down database, live process");
+
+    service(format!("pg_start {data} {port} test")).await;
+    until(200, Duration::from_secs(30)).await;
+    assert_ne!(wait_for_listener(&db, Some(listener)).await, listener);
+    let user_id = user(&db).await;
+    items::create(&db, user_id, "after the restart", "")
+        .await
+        .unwrap();
+    wait_for_completed(&db, 1).await;
+    child.signal("-TERM");
+    assert!(child.exit().await.success());
+}
