@@ -154,7 +154,8 @@ const CLAIM: &str = "WITH due AS ( \
        SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $2 \
      ) \
      UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_owner = $3, \
-       lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now() \
+       lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now(), \
+       attempted_at = clock_timestamp() \
      FROM picked WHERE j.id = picked.id \
      RETURNING j.id, j.kind, j.payload, j.attempt, j.max_attempts, \
        extract(epoch FROM now() - j.run_at)::float8 AS waited_seconds";
