@@ -1,20 +1,41 @@
 //! `worker jobs …`: operators' views of the queue and dead-letter replay. Each command returns
 //! the text to print, so tests check exactly what an operator sees.
 
+use std::{collections::BTreeMap, time::Duration};
+
 use shared::{db::Db, db::DbError, repo::jobs};
 use uuid::Uuid;
 
-/// `worker jobs stats`: per kind, due jobs, the oldest one's wait, running, scheduled, dead.
+/// `worker jobs stats`: per kind, due jobs, the oldest one's wait, running, scheduled, completed
+/// in the last five minutes (the flow), dead.
 pub async fn stats(db: &Db) -> Result<String, DbError> {
     let stats = jobs::stats(db).await?;
-    let mut out = format!(
-        "{:<24} {:>8} {:>12} {:>8} {:>10} {:>8}\n",
-        "KIND", "DUE", "OLDEST_DUE", "RUNNING", "SCHEDULED", "DEAD"
-    );
+    let done = jobs::completed_since(db, Duration::from_secs(300)).await?;
+    // Every kind with work waiting or done recently, in name order.
+    let mut rows: BTreeMap<String, (Option<jobs::KindStats>, i64)> = BTreeMap::new();
     for s in stats {
+        let kind = s.kind.clone();
+        rows.entry(kind).or_default().0 = Some(s);
+    }
+    for (kind, n) in done {
+        rows.entry(kind).or_default().1 = n;
+    }
+    let mut out = format!(
+        "{:<24} {:>8} {:>12} {:>8} {:>10} {:>8} {:>8}\n",
+        "KIND", "DUE", "OLDEST_DUE", "RUNNING", "SCHEDULED", "DONE_5M", "DEAD"
+    );
+    for (kind, (s, done)) in rows {
+        let s = s.unwrap_or(jobs::KindStats {
+            kind: kind.clone(),
+            due: 0,
+            oldest_due_seconds: 0.0,
+            running: 0,
+            scheduled: 0,
+            dead: 0,
+        });
         out.push_str(&format!(
-            "{:<24} {:>8} {:>11.1}s {:>8} {:>10} {:>8}\n",
-            s.kind, s.due, s.oldest_due_seconds, s.running, s.scheduled, s.dead
+            "{:<24} {:>8} {:>11.1}s {:>8} {:>10} {:>8} {:>8}\n",
+            kind, s.due, s.oldest_due_seconds, s.running, s.scheduled, done, s.dead
         ));
     }
     Ok(out)

@@ -698,6 +698,13 @@ async fn the_binary_starts_without_jwt_secret_drains_item_events_and_stops_on_si
         "{:?}",
         enqueued.elapsed()
     );
+    // What an operator sees: the three item events done in the last five minutes.
+    let (ok, stats) = worker_cli(&url, &["jobs", "stats"]);
+    let row = stats.lines().find(|l| l.starts_with("item.created"));
+    let columns: Vec<&str> = row
+        .map(|r| r.split_whitespace().collect())
+        .unwrap_or_default();
+    assert!(ok && columns.get(5) == Some(&"3"), "{stats}");
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -402,8 +402,10 @@ pub struct KindStats {
     pub dead: i64,
 }
 
-// Unfinished and dead jobs only: completed ones are the bulk of the table and are left out
-// by the state filter (a sequential scan until retention keeps the table small).
+// Unfinished and dead jobs only, one OR arm per partial index (`jobs_claim_idx`,
+// `jobs_lease_idx`, `jobs_dead_idx`) so the planner can combine them in a bitmap scan:
+// completed jobs, the bulk of the table, are never read (an `IN` list over every state would
+// scan them all at each `/metrics` scrape).
 const STATS: &str = "SELECT kind, \
        count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at <= now()) AS due, \
        coalesce(extract(epoch FROM now() - min(run_at) \
@@ -413,7 +415,7 @@ const STATS: &str = "SELECT kind, \
        count(*) FILTER (WHERE state IN ('available', 'retryable') AND run_at > now()) \
          AS scheduled, \
        count(*) FILTER (WHERE state = 'dead') AS dead \
-     FROM jobs WHERE state IN ('available', 'retryable', 'running', 'dead') \
+     FROM jobs WHERE state IN ('available', 'retryable') OR state = 'running' OR state = 'dead' \
      GROUP BY kind ORDER BY kind";
 
 pub async fn stats(db: &Db) -> Result<Vec<KindStats>, DbError> {
@@ -432,6 +434,26 @@ pub async fn stats(db: &Db) -> Result<Vec<KindStats>, DbError> {
                     dead: r.try_get("dead")?,
                 })
             })
+            .collect()
+    })
+    .await
+}
+
+// A range of `jobs_completed_idx`: only the window's completions are read.
+const COMPLETED_SINCE: &str = "SELECT kind, count(*) AS completed FROM jobs \
+     WHERE state = 'completed' AND updated_at > now() - $1 * interval '1 second' \
+     GROUP BY kind ORDER BY kind";
+
+/// Per kind, how many jobs completed in the last `window` (for `worker jobs stats`: the flow
+/// that the queue's depth alone does not show).
+pub async fn completed_since(db: &Db, window: Duration) -> Result<Vec<(String, i64)>, DbError> {
+    let seconds = window.as_secs_f64();
+    db.read("jobs.completed_since", |c| async move {
+        let stmt = c.prepare_cached(COMPLETED_SINCE).await?;
+        c.query(&stmt, &[&seconds])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("kind")?, r.try_get("completed")?)))
             .collect()
     })
     .await
