@@ -437,6 +437,48 @@ async fn an_expired_lease_is_claimable_again_and_the_old_holder_loses_it() {
 }
 
 #[tokio::test]
+async fn a_lease_expiring_on_the_last_attempt_makes_the_job_dead_not_claimable() {
+    let (db, _) = database().await;
+    enqueue_echoes(&db, 2).await;
+    let short = Duration::from_millis(50);
+    // Echo has 3 attempts: three claims whose leases lapse (a worker killed each time).
+    for attempt in 1..=3 {
+        let claimed = jobs::claim(&db, Echo::KIND, "killed", 1, short)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Meanwhile the other job is claimed and completed: only the first is left.
+        if attempt == 1 {
+            let other = jobs::claim(&db, Echo::KIND, "ok", 1, Duration::from_secs(30))
+                .await
+                .unwrap();
+            let lease = Lease::from(&other[0]);
+            assert_eq!(jobs::complete(&db, "ok", &[lease]).await.unwrap(), 1);
+        }
+    }
+    assert!(
+        jobs::claim(&db, Echo::KIND, "next", 10, short)
+            .await
+            .unwrap()
+            .is_empty(),
+        "out of attempts: buried by the claim, not handed out"
+    );
+    let dead = jobs::list(&db, "dead", Some(Echo::KIND), 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempt, 3);
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("lease expired on the last attempt"),
+        "{:?}",
+        dead[0].last_error
+    );
+}
+
+#[tokio::test]
 async fn failures_retry_on_the_attempt_to_the_fourth_schedule_then_the_job_is_dead() {
     let (db, _) = database().await;
     enqueue_echoes(&db, 1).await;

@@ -130,25 +130,29 @@ impl ClaimedJob {
     }
 }
 
-// Jobs whose lease expired on their last attempt are dead: a job that kills its worker every
-// time must not be claimed forever.
-const BURY_EXPIRED: &str = "UPDATE jobs SET state = 'dead', lease_owner = NULL, \
-     lease_expires_at = NULL, updated_at = now(), \
-     last_error = 'lease expired on the last attempt (the worker stopped or the job hung)' \
-     WHERE kind = $1 AND state = 'running' AND lease_expires_at < now() \
-       AND attempt >= max_attempts";
-
-// Two locked picks, each an index range on its partial index (due jobs; expired leases), then
-// one UPDATE. SKIP LOCKED makes concurrent claimers pass over each other's rows instead of
-// waiting; READ COMMITTED re-checks a row's state when it is locked, so a row another claimer
-// has just taken no longer matches.
-const CLAIM: &str = "WITH due AS ( \
+// One statement, so a claim is one round trip (no BEGIN/COMMIT around it). `buried`: jobs whose
+// lease expired on their last attempt are dead, since a job that kills its worker every time
+// must not be claimed forever (a data-modifying CTE runs whether or not it is referenced).
+// Then two locked picks, each an index range on its partial index (due jobs; expired leases
+// with attempts left, so never a row `buried` changes), and one UPDATE. SKIP LOCKED makes
+// concurrent claimers pass over each other's rows instead of waiting; READ COMMITTED
+// re-checks a row's state when it is locked, so a row another claimer has just taken no
+// longer matches.
+const CLAIM: &str = "WITH buried AS ( \
+       UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, \
+         updated_at = now(), \
+         last_error = 'lease expired on the last attempt (the worker stopped or the job hung)' \
+       WHERE kind = $1 AND state = 'running' AND lease_expires_at < now() \
+         AND attempt >= max_attempts \
+       RETURNING id \
+     ), due AS ( \
        SELECT id FROM jobs \
        WHERE kind = $1 AND state IN ('available', 'retryable') AND run_at <= now() \
        ORDER BY priority DESC, run_at LIMIT $2 FOR UPDATE SKIP LOCKED \
      ), expired AS ( \
        SELECT id FROM jobs \
        WHERE kind = $1 AND state = 'running' AND lease_expires_at < now() \
+         AND attempt < max_attempts \
        ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED \
      ), picked AS ( \
        SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $2 \
@@ -169,18 +173,13 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<ClaimedJob>, DbError> {
-    let (kind, owner) = (kind.to_owned(), owner.to_owned());
     let lease_ms = lease.as_millis() as f64;
-    // Safe to retry: an attempt that did not commit claimed nothing.
-    db.write("jobs.claim", move |tx| {
-        let (kind, owner) = (kind.clone(), owner.clone());
-        Box::pin(async move {
-            let bury = tx.prepare_cached(BURY_EXPIRED).await?;
-            tx.execute(&bury, &[&kind]).await?;
-            let stmt = tx.prepare_cached(CLAIM).await?;
-            let rows = tx.query(&stmt, &[&kind, &limit, &owner, &lease_ms]).await?;
-            rows.iter().map(ClaimedJob::from_row).collect()
-        })
+    // Safe to retry: a claim whose answer was lost claimed jobs nobody runs, and their leases
+    // lapse into new attempts (at-least-once, as for a killed worker).
+    db.read("jobs.claim", |c| async move {
+        let stmt = c.prepare_cached(CLAIM).await?;
+        let rows = c.query(&stmt, &[&kind, &limit, &owner, &lease_ms]).await?;
+        rows.iter().map(ClaimedJob::from_row).collect()
     })
     .await
 }
