@@ -5,7 +5,8 @@
 //! Listed bottom-up: a module may use the ones above it, never one below it or a sibling on
 //! its own line (the tidy test in `tidy.rs` enforces this).
 //!
-//! - [`signal`]: SIGTERM/SIGINT, what the host and the worker stop on.
+//! - [`signal`]: SIGTERM/SIGINT, what the host and the worker stop on. [`ssrf`]: which
+//!   addresses a request to a user-supplied URL (a webhook) may reach.
 //! - [`config`]: typed settings from the environment, one type per component; refuses to
 //!   start on bad values, naming the variable.
 //! - [`telemetry`]: tracing subscriber (JSON or pretty, `RUST_LOG`).
@@ -41,6 +42,7 @@ pub mod rate_limit;
 pub mod repo;
 pub mod routes;
 pub mod signal;
+pub mod ssrf;
 pub mod state;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
