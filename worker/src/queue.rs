@@ -18,8 +18,21 @@ use crate::{
     runner::{Poll, Runner, Stop, Wake, WorkError, Worker},
 };
 
-/// Why one run of a job failed; recorded as the job's `last_error`.
+/// Why one run of a job failed; recorded as the job's `last_error`. A [`RetryAfter`] inside
+/// sets when the next attempt runs.
 pub type JobError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A failure that knows when to try again (an HTTP `Retry-After`): the next attempt waits
+/// `after` instead of the kind's schedule, at most a day.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} (retry after {after:?})")]
+pub struct RetryAfter {
+    pub after: Duration,
+    pub error: JobError,
+}
+
+/// The longest wait a [`RetryAfter`] may ask for.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// What the worker does with one kind of job.
 pub trait JobHandler: Send + Sync + 'static {
@@ -27,6 +40,12 @@ pub trait JobHandler: Send + Sync + 'static {
 
     /// A run taking longer is cancelled and counts as a failed attempt.
     const TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// The wait before the attempt after failed attempt number `attempt` (1 for the first),
+    /// `jitter` uniform in [0, 1]; by default [`jobs::retry_delay`] (attempt⁴ s ± 10 %).
+    fn retry_delay(&self, attempt: i32, jitter: f64) -> Duration {
+        jobs::retry_delay(attempt, jitter)
+    }
 
     fn run(&self, job: Self::Job) -> impl Future<Output = Result<(), JobError>> + Send;
 }
@@ -85,7 +104,14 @@ impl<H: JobHandler> QueueWorker<H> {
 /// How one run ended.
 enum Outcome {
     Done,
-    Failed(String),
+    /// The error's text, and the wait it asked for ([`RetryAfter`]).
+    Failed(String, Option<Duration>),
+}
+
+impl Outcome {
+    fn failed(error: impl Into<String>) -> Self {
+        Self::Failed(error.into(), None)
+    }
 }
 
 impl<H: JobHandler> QueueWorker<H> {
@@ -109,15 +135,17 @@ impl<H: JobHandler> QueueWorker<H> {
                     let Some(joined) = joined else { break };
                     let (id, outcome) = match joined {
                         Ok((id, outcome)) => (id, outcome),
-                        Err(e) => (e.id(), Outcome::Failed("the handler panicked".into())),
+                        Err(e) => (e.id(), Outcome::failed("the handler panicked")),
                     };
                     let Some(lease) = running.remove(&id) else { continue };
                     match outcome {
                         Outcome::Done => done.push(lease),
-                        Outcome::Failed(error) => failed.push(Failure {
+                        Outcome::Failed(error, asked) => failed.push(Failure {
                             lease,
                             error,
-                            retry_in: jobs::retry_delay(lease.attempt, rand::random::<f64>()),
+                            retry_in: asked.unwrap_or_else(|| {
+                                self.handler.retry_delay(lease.attempt, rand::random::<f64>())
+                            }),
                         }),
                     }
                 }
@@ -165,12 +193,17 @@ async fn run_one<H: JobHandler>(handler: &H, job: ClaimedJob) -> Outcome {
     let payload = match serde_json::from_value::<H::Job>(job.payload) {
         Ok(payload) => payload,
         // Retrying will not fix it, but a dead job keeps the payload for an operator to see.
-        Err(e) => return Outcome::Failed(format!("payload does not decode: {e}")),
+        Err(e) => return Outcome::failed(format!("payload does not decode: {e}")),
     };
     match tokio::time::timeout(H::TIMEOUT, handler.run(payload)).await {
         Ok(Ok(())) => Outcome::Done,
-        Ok(Err(e)) => Outcome::Failed(e.to_string()),
-        Err(_) => Outcome::Failed(format!("timed out after {:?}", H::TIMEOUT)),
+        Ok(Err(e)) => {
+            let asked = e
+                .downcast_ref::<RetryAfter>()
+                .map(|r| r.after.min(MAX_RETRY_AFTER));
+            Outcome::Failed(e.to_string(), asked)
+        }
+        Err(_) => Outcome::failed(format!("timed out after {:?}", H::TIMEOUT)),
     }
 }
 

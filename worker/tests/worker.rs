@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 use worker::{
     health::Health,
-    queue::{JobError, JobHandler, QueueWorker},
+    queue::{JobError, JobHandler, QueueWorker, RetryAfter},
     runner::{Cadence, Poll, RunError, Runner, Stop, WorkError, Worker},
 };
 
@@ -633,6 +633,75 @@ async fn the_queue_worker_completes_fails_and_times_out_jobs_without_failing_its
         errors,
         ["odd: 1", "odd: 3", "timed out after 200ms", "odd: 5"]
     );
+}
+
+/// Fails every job: `n` 1 plainly (the kind's schedule: 7 s per attempt), 2 asking for 90 s,
+/// 3 asking for three days (more than a day is capped).
+struct Scheduled;
+
+impl JobHandler for Scheduled {
+    type Job = Echo;
+
+    fn retry_delay(&self, attempt: i32, _jitter: f64) -> Duration {
+        Duration::from_secs(7 * attempt as u64)
+    }
+
+    async fn run(&self, job: Echo) -> Result<(), JobError> {
+        let error: JobError = format!("no: {}", job.n).into();
+        Err(match job.n {
+            2 => Box::new(RetryAfter {
+                after: Duration::from_secs(90),
+                error,
+            }),
+            3 => Box::new(RetryAfter {
+                after: Duration::from_secs(3 * 24 * 3600),
+                error,
+            }),
+            _ => error,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_kind_sets_its_retry_schedule_and_a_failure_may_ask_for_its_next_attempt() {
+    let (db, _) = database().await;
+    db.write("test.three", |tx| {
+        Box::pin(async move {
+            for n in 1..=3 {
+                jobs::enqueue(tx, &NewJob::new(&Echo { n })).await?;
+            }
+            Ok::<_, PgError>(())
+        })
+    })
+    .await
+    .unwrap();
+    let mut worker = QueueWorker::new(db.clone(), Scheduled, "w");
+    assert_eq!(worker.poll(&Stop::never()).await.unwrap(), Poll::Busy);
+    let waits: Vec<(i64, f64, String)> = db
+        .read("test.waits", |c| async move {
+            c.query(
+                "SELECT (payload->>'n')::bigint, \
+                   extract(epoch FROM run_at - updated_at)::float8, last_error \
+                 FROM jobs WHERE state = 'retryable' ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<_>, PgError>>()
+        })
+        .await
+        .unwrap();
+    let expected = [(1, 7.0), (2, 90.0), (3, 24.0 * 3600.0)];
+    assert_eq!(waits.len(), 3, "{waits:?}");
+    for ((n, wait, error), (want_n, want)) in waits.iter().zip(expected) {
+        assert_eq!(*n, want_n);
+        assert!(
+            (wait - want).abs() < 1.0,
+            "job {n}: waits {wait} s, not {want}"
+        );
+        assert!(error.starts_with(&format!("no: {n}")), "{error}");
+    }
 }
 
 // ---------------------------------------------------------------- the binary, a real process
