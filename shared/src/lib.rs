@@ -6,7 +6,8 @@
 //! its own line (the tidy test in `tidy.rs` enforces this).
 //!
 //! - [`signal`]: SIGTERM/SIGINT, what the host and the worker stop on. [`ssrf`]: which
-//!   addresses a request to a user-supplied URL (a webhook) may reach.
+//!   addresses a request to a user-supplied URL (a webhook) may reach. [`sealed`]: secrets
+//!   kept encrypted at rest (webhook signing secrets).
 //! - [`config`]: typed settings from the environment, one type per component; refuses to
 //!   start on bad values, naming the variable.
 //! - [`telemetry`]: tracing subscriber (JSON or pretty, `RUST_LOG`).
@@ -41,6 +42,7 @@ pub mod migrations;
 pub mod rate_limit;
 pub mod repo;
 pub mod routes;
+pub mod sealed;
 pub mod signal;
 pub mod ssrf;
 pub mod state;
