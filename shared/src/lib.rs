@@ -5,9 +5,9 @@
 //! Listed bottom-up: a module may use the ones above it, never one below it or a sibling on
 //! its own line (the tidy test in `tidy.rs` enforces this).
 //!
-//! - [`signal`]: SIGTERM/SIGINT, what the host and the worker stop on. [`ssrf`]: which
-//!   addresses a request to a user-supplied URL (a webhook) may reach. [`sealed`]: secrets
-//!   kept encrypted at rest (webhook signing secrets).
+//! - [`ssrf`]: which addresses a request to a user-supplied URL (a webhook) may reach.
+//!   [`sealed`]: secrets kept encrypted at rest (webhook signing secrets).
+//! - [`signal`]: SIGTERM/SIGINT, what the host and the worker stop on.
 //! - [`config`]: typed settings from the environment, one type per component; refuses to
 //!   start on bad values, naming the variable.
 //! - [`telemetry`]: tracing subscriber (JSON or pretty, `RUST_LOG`).

@@ -11,7 +11,8 @@ use std::{collections::BTreeMap, fs, path::Path};
 
 /// Bottom-up; modules on one line must not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["config", "signal", "ssrf", "sealed"],
+    &["ssrf", "sealed"],
+    &["config", "signal"],
     &["telemetry", "migrations", "tls"],
     &["db"],
     &["error"],

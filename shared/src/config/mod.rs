@@ -18,18 +18,22 @@
 //! - [`worker`]: `WORKER_POLL_ACTIVE_MS`, `WORKER_POLL_IDLE_MS`, `WORKER_MAX_FAILURES`,
 //!   `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR`, `WORKER_LEASE_SECONDS`,
 //!   `WORKER_BATCH_SIZE`, `JOBS_RETENTION_HOURS` (the worker only).
+//! - [`webhooks`]: `WEBHOOK_ENCRYPTION_KEY`, `WEBHOOK_ALLOW_INSECURE`,
+//!   `WEBHOOK_ALLOW_PRIVATE_TARGETS`.
 //! - here: `BASALT_DEV`, `LOG_FORMAT`.
 
 pub mod auth;
 pub mod database;
 pub mod http;
 pub mod rate_limit;
+pub mod webhooks;
 pub mod worker;
 
 pub use auth::{AuthSettings, DEV_JWT_SECRET, MIN_JWT_SECRET_BYTES};
 pub use database::DatabaseSettings;
 pub use http::HttpSettings;
 pub use rate_limit::{Limit, RateLimitSettings, RateLimits};
+pub use webhooks::WebhookSettings;
 pub use worker::WorkerSettings;
 
 /// Why the process refused to start; the message names the variable to fix.
@@ -146,12 +150,17 @@ impl<'a> Env<'a> {
             runtime,
             dev_mode: false,
         };
-        env.dev_mode = match env.get("BASALT_DEV").as_deref() {
-            None | Some("0") | Some("false") => false,
-            Some("1") | Some("true") => true,
-            Some(other) => return Err(invalid("BASALT_DEV", other, "expected 1/true or 0/false")),
-        };
+        env.dev_mode = env.flag("BASALT_DEV")?;
         Ok(env)
+    }
+
+    /// A switch: `1`/`true` on, `0`/`false` or unset off.
+    pub fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref() {
+            None | Some("0") | Some("false") => Ok(false),
+            Some("1") | Some("true") => Ok(true),
+            Some(other) => Err(invalid(name, other, "expected 1/true or 0/false")),
+        }
     }
 
     /// The value of `name`, or `None` when unset or blank.
@@ -202,6 +211,7 @@ pub struct Config {
     pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
     pub http: HttpSettings,
+    pub webhooks: WebhookSettings,
     pub log_format: LogFormat,
     /// `BASALT_DEV=1` (see [`Env::dev_mode`]).
     pub dev_mode: bool,
@@ -230,6 +240,7 @@ impl Config {
             log_format: LogFormat::from_env(env)?,
             rate_limit: RateLimitSettings::from_env(env)?,
             http: HttpSettings::from_env(env)?,
+            webhooks: WebhookSettings::from_env(env)?,
             dev_mode: env.dev_mode,
         })
     }
@@ -418,6 +429,41 @@ mod tests {
         let limits = RateLimitSettings::from_env(&env).unwrap();
         assert!(limits.redis_url.is_none());
         assert!(AuthSettings::from_env(&env).is_err());
+    }
+
+    #[test]
+    fn webhook_settings_need_a_32_byte_key_and_default_to_the_strict_guard() {
+        let env = Env::from_lookup(Runtime::Host, lookup(&[])).unwrap();
+        let w = WebhookSettings::from_env(&env).unwrap();
+        assert!(w.encryption_key.is_none());
+        assert_eq!(w.targets, crate::ssrf::Policy::default());
+        let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+        let env = Env::from_lookup(
+            Runtime::Host,
+            lookup(&[
+                ("WEBHOOK_ENCRYPTION_KEY", key),
+                ("WEBHOOK_ALLOW_INSECURE", "1"),
+                ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
+            ]),
+        )
+        .unwrap();
+        let w = WebhookSettings::from_env(&env).unwrap();
+        assert!(w.encryption_key.is_some());
+        assert!(w.targets.allow_insecure && w.targets.allow_private);
+        for (name, value) in [
+            ("WEBHOOK_ENCRYPTION_KEY", "c2hvcnQ="),
+            ("WEBHOOK_ENCRYPTION_KEY", "not base64"),
+            ("WEBHOOK_ALLOW_INSECURE", "yes"),
+            ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "2"),
+        ] {
+            let env = Env::from_lookup(Runtime::Host, lookup(&[(name, value)])).unwrap();
+            let err = WebhookSettings::from_env(&env).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{name}=")),
+                "{name}={value}: {err}"
+            );
+            assert!(!err.contains("c2hvcnQ"), "the key is never echoed: {err}");
+        }
     }
 
     #[test]

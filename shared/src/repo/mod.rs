@@ -7,3 +7,4 @@ pub mod idempotency;
 pub mod items;
 pub mod jobs;
 pub mod users;
+pub mod webhooks;
