@@ -37,6 +37,7 @@ pub fn api() -> ApiRouter<AppState> {
         .merge(fn_users::api())
         .merge(fn_api_keys::api())
         .merge(fn_items::api())
+        .merge(fn_webhooks::api())
 }
 
 /// The router of every route plus `/openapi.json` and `/docs`, and the generated document.

@@ -31,6 +31,17 @@ impl Reply {
         self.headers["x-request-id"].to_str().unwrap()
     }
 
+    /// The body's field names, sorted: what a response shows, and nothing more.
+    pub(crate) fn fields(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .body
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Asserts an RFC 9457 problem with this status and the response's request id.
     pub(crate) fn assert_problem(&self, status: u16) -> &Self {
         assert_eq!(self.status.as_u16(), status, "{}", self.body);

@@ -20,16 +20,8 @@ async fn items_crud_with_validation() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["title"], "First");
-    let mut keys: Vec<&str> = r
-        .body
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        r.fields(),
         ["created_at", "description", "id", "title", "updated_at"]
     );
     let id = r.body["id"].as_str().unwrap().to_owned();

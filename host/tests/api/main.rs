@@ -23,3 +23,4 @@ mod slowloris;
 mod text_fields;
 mod tls;
 mod users;
+mod webhooks;

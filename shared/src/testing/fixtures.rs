@@ -19,6 +19,8 @@ use crate::{
 
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 pub const ADMIN_URL_VAR: &str = "BASALT_TEST_DATABASE_URL";
+/// The tests' `WEBHOOK_ENCRYPTION_KEY` (32 bytes, base64).
+pub const TEST_WEBHOOK_KEY: &str = "dGVzdC13ZWJob29rLWtleS10ZXN0LXdlYmhvb2sta2U=";
 
 /// The admin URL, or a panic that says how to get one: a missing database is a failing test
 /// with a hint, never a silent skip.
@@ -150,6 +152,7 @@ pub fn config(database_url: &str) -> Config {
     Config::from_lookup(Runtime::Host, move |name| match name {
         "DATABASE_URL" => Some(url.clone()),
         "JWT_SECRET" => Some(TEST_JWT_SECRET.into()),
+        "WEBHOOK_ENCRYPTION_KEY" => Some(TEST_WEBHOOK_KEY.into()),
         "BCRYPT_COST" => Some("4".into()),
         "DB_POOL_MAX" => Some("4".into()),
         "BIND_ADDR" => Some("127.0.0.1:0".into()),

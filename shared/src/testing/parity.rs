@@ -125,6 +125,8 @@ pub fn without_volatile(mut body: Value) -> Value {
         "last_used_at",
         "key",
         "prefix",
+        "secret",
+        "previous_secret_expires_at",
         "access_token",
         "next_cursor",
     ];
