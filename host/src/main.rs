@@ -61,6 +61,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => false,
     };
     let config = Config::from_env(Runtime::Host).context("invalid configuration")?;
+    if !migrate_only {
+        // The host serves the webhooks routes: without the key they could only answer 503.
+        config
+            .webhooks
+            .require_key()
+            .context("invalid configuration")?;
+    }
     // Held until main returns: dropping it flushes the lines still queued.
     let _log_writer = telemetry::init_non_blocking(config.log_format);
     let state = AppState::new(config)?;

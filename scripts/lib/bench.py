@@ -7,6 +7,7 @@ both see the same machine conditions, and prints throughput, latency percentiles
 ratios, and how the CPU was split between host, PostgreSQL, Redis and wrk.
 """
 import argparse
+import base64
 import glob
 import json
 import os
@@ -161,6 +162,7 @@ def main():
         DATABASE_URL=args.database_url,
         REDIS_URL=args.redis_url,
         JWT_SECRET=secrets.token_urlsafe(48),
+        WEBHOOK_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         BIND_ADDR=f"127.0.0.1:{host_port}",
         LOG_FORMAT="json",
         RUST_LOG="info",

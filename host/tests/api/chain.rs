@@ -109,5 +109,5 @@ async fn every_protected_operation_refuses_anonymous_callers() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 11);
+    assert_eq!(checked, 17);
 }

@@ -29,6 +29,12 @@ async fn openapi_lists_every_route_with_security_and_problem_responses() {
         ("/v1/items/{id}", "get"),
         ("/v1/items/{id}", "patch"),
         ("/v1/items/{id}", "delete"),
+        ("/v1/webhooks", "post"),
+        ("/v1/webhooks", "get"),
+        ("/v1/webhooks/{id}", "get"),
+        ("/v1/webhooks/{id}", "patch"),
+        ("/v1/webhooks/{id}", "delete"),
+        ("/v1/webhooks/{id}/rotate-secret", "post"),
     ];
     let mut count = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {

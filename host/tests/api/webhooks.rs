@@ -233,3 +233,20 @@ async fn without_an_encryption_key_webhooks_answer_503_naming_it() {
     // Everything else works as before.
     assert_eq!(app.get("/v1/webhooks", &user.token).await.status, 200);
 }
+
+#[test]
+fn host_serve_refuses_to_start_without_the_key_and_names_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env("JWT_SECRET", testing::TEST_JWT_SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WEBHOOK_ENCRYPTION_KEY is required but not set"),
+        "{stderr}"
+    );
+}

@@ -444,17 +444,27 @@ mod tests {
                 ("WEBHOOK_ENCRYPTION_KEY", key),
                 ("WEBHOOK_ALLOW_INSECURE", "1"),
                 ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
+                ("BASALT_DEV", "1"),
             ]),
         )
         .unwrap();
         let w = WebhookSettings::from_env(&env).unwrap();
-        assert!(w.encryption_key.is_some());
+        assert!(w.require_key().is_ok());
         assert!(w.targets.allow_insecure && w.targets.allow_private);
+        let env = Env::from_lookup(Runtime::Host, lookup(&[])).unwrap();
+        let err = WebhookSettings::from_env(&env)
+            .unwrap()
+            .require_key()
+            .unwrap_err();
+        assert!(err.to_string().contains("WEBHOOK_ENCRYPTION_KEY"), "{err}");
         for (name, value) in [
             ("WEBHOOK_ENCRYPTION_KEY", "c2hvcnQ="),
             ("WEBHOOK_ENCRYPTION_KEY", "not base64"),
             ("WEBHOOK_ALLOW_INSECURE", "yes"),
             ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "2"),
+            // Without BASALT_DEV=1.
+            ("WEBHOOK_ALLOW_INSECURE", "1"),
+            ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "1"),
         ] {
             let env = Env::from_lookup(Runtime::Host, lookup(&[(name, value)])).unwrap();
             let err = WebhookSettings::from_env(&env).unwrap_err().to_string();
