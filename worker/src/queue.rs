@@ -223,8 +223,12 @@ impl<H: JobHandler> Worker for QueueWorker<H> {
                 m.claimed(H::Job::KIND, job.waited_seconds);
             }
         }
+        // A full batch may have left more behind: poll again at once. A short one took all
+        // that was due, so polling again would only find nothing; a job enqueued meanwhile
+        // sent a NOTIFY, which ends the next wait at once (a `Wake` is kept while busy).
+        let full = claimed.len() as i64 >= self.batch;
         self.run_batch(claimed, stop).await?;
-        Ok(Poll::Busy)
+        Ok(if full { Poll::Busy } else { Poll::Idle })
     }
 }
 
