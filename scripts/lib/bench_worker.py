@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Job-queue benchmark driver for scripts/bench-worker: Basalt's worker vs graphile-worker.
+
+Against one PostgreSQL (started by the bash script), for each system in turn:
+
+1. burn-down: pre-insert COUNT no-op jobs, start one worker process, and poll the database
+   every ~50 ms; the rate is the jobs done between the first poll that sees a job done and
+   the poll that sees the queue empty, over that time (start-up is not measured);
+2. latency: with the same worker idle, enqueue RATE jobs/s for SECONDS (one transaction per
+   job, the payload carrying the wall-clock µs just before the insert); the worker records
+   enqueue→start at each job's start and prints n/p50/p90/p99/max (µs) as one JSON line when
+   SIGTERM stops it;
+3. CPU: utime+stime of the worker process and of PostgreSQL (the postmaster, every child
+   alive at a sample, and the children it reaped in between) at the start and end of each
+   phase, per job. The poller's own backend is left out; the enqueuer's backend is counted
+   (its inserts are part of what each system costs the database).
+
+One Rust load generator (worker-testbed insert|enqueue, with --graphile for graphile's SQL
+API) drives both systems, so they see the same load. Prints a table, the two ratios against
+their targets and an `N passed, N failed` line.
+"""
+import argparse
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")
+POLL = 0.05
+POLLER_APP = "bench-poll"
+WORKER_APP = "bench-worker"
+LOAD_APP = "bench-load"
+
+
+def log(msg):
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+def with_app(url, app):
+    """`url` with application_name=app, so a backend's owner shows in pg_stat_activity."""
+    return f"{url}{'&' if '?' in url else '?'}application_name={app}"
+
+
+class Psql:
+    """One long-lived psql session: polling through it costs no connection per poll."""
+
+    def __init__(self, url):
+        self.proc = subprocess.Popen(
+            ["psql", with_app(url, POLLER_APP), "-XAtq", "-v", "ON_ERROR_STOP=1"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        self.pid = int(self.one("SELECT pg_backend_pid()"))
+
+    def one(self, sql):
+        """The first column of a one-row query, as text ('' for NULL)."""
+        self.proc.stdin.write(sql.rstrip(";") + ";\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"psql ended while running: {sql}")
+        return line.rstrip("\n")
+
+    def run(self, sql, marker="__done__"):
+        """A statement that returns no rows (psql -q prints nothing for it)."""
+        self.proc.stdin.write(f"{sql.rstrip(';')};\n\\echo {marker}\n")
+        self.proc.stdin.flush()
+        while (line := self.proc.stdout.readline()).rstrip("\n") != marker:
+            if not line:
+                sys.exit(f"psql ended while running: {sql}")
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def proc_cpu(pid, children=False):
+    """utime+stime (and with `children`, cutime+cstime of reaped children) in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICK
+
+
+def children_of(ppid):
+    out = []
+    for path in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(path) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == ppid:
+            out.append(int(path.split("/")[2]))
+    return out
+
+
+class Sample:
+    """CPU seconds at one moment: the worker, all of PostgreSQL, and the poller's backend."""
+
+    def __init__(self, worker_pid, postmaster, poller_pid):
+        self.at = time.monotonic()
+        self.worker = proc_cpu(worker_pid)
+        self.pg = proc_cpu(postmaster, children=True)
+        self.poller = 0.0
+        for pid in children_of(postmaster):
+            cpu = proc_cpu(pid)
+            self.pg += cpu
+            if pid == poller_pid:
+                self.poller = cpu
+
+    def since(self, start):
+        """(worker, PostgreSQL without the poller) CPU seconds from `start` to this sample."""
+        return self.worker - start.worker, (self.pg - self.poller) - (start.pg - start.poller)
+
+
+class Basalt:
+    name = "basalt"
+
+    def __init__(self, args):
+        self.args = args
+
+    def reset(self, db):
+        db.run("TRUNCATE jobs")
+
+    def start_id(self, db):
+        return None
+
+    def any_done(self, db, _start):
+        return db.one("SELECT exists (SELECT 1 FROM jobs WHERE state = 'completed')") == "t"
+
+    def done(self, db):
+        return int(db.one("SELECT count(*) FROM jobs WHERE state = 'completed'"))
+
+    def empty(self, db):
+        return db.one(
+            "SELECT NOT exists (SELECT 1 FROM jobs "
+            "WHERE state IN ('available', 'retryable', 'running'))"
+        ) == "t"
+
+    def worker(self, url):
+        env = dict(os.environ, DATABASE_URL=with_app(url, WORKER_APP),
+                   WORKER_HEALTH_ADDR="127.0.0.1:0", LOG_FORMAT="json", RUST_LOG="warn")
+        return [self.args.testbed, "serve"], env
+
+
+class Graphile:
+    name = "graphile"
+
+    def __init__(self, args):
+        self.args = args
+
+    def reset(self, db):
+        db.run("DELETE FROM graphile_worker._private_jobs")
+
+    def start_id(self, db):
+        return db.one("SELECT min(id) FROM graphile_worker._private_jobs")
+
+    def any_done(self, db, start):
+        # One worker at concurrency 1 takes the jobs in id order (same priority and run_at).
+        return db.one(
+            f"SELECT NOT exists (SELECT 1 FROM graphile_worker._private_jobs WHERE id = {start})"
+        ) == "t"
+
+    def done(self, db):
+        left = int(db.one("SELECT count(*) FROM graphile_worker._private_jobs"))
+        return self.args.count - left
+
+    def empty(self, db):
+        return db.one("SELECT NOT exists (SELECT 1 FROM graphile_worker._private_jobs)") == "t"
+
+    def worker(self, url):
+        env = dict(os.environ, DATABASE_URL=with_app(url, WORKER_APP))
+        return ["node", os.path.join(self.args.graphile_dir, "graphile.mjs"), "run"], env
+
+
+def load_cmd(system, args, *rest):
+    cmd = [args.testbed, *rest]
+    if system.name == "graphile":
+        cmd.append("--graphile")
+    return cmd
+
+
+def run_load(system, args, *rest):
+    env = dict(os.environ, DATABASE_URL=with_app(args.database_url, LOAD_APP),
+               RUST_LOG="warn", LOG_FORMAT="json")
+    cmd = load_cmd(system, args, *rest)
+    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    if res.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed with {res.returncode}")
+    return res.stdout
+
+
+def wait_until(pred, proc, what, timeout):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if proc.poll() is not None:
+            sys.exit(f"the worker exited ({proc.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(POLL)
+    return time.monotonic()
+
+
+def measure(system, args, db, postmaster):
+    """Both phases for one system; returns its figures."""
+    name = system.name
+    system.reset(db)
+    log(f"{name}: inserting {args.count} jobs")
+    run_load(system, args, "insert", "--count", str(args.count))
+    # The same starting point for both: fresh statistics, no dirty pages waiting for a
+    # checkpoint in the middle of the run.
+    for sql in ("VACUUM ANALYZE", "CHECKPOINT"):
+        db.run(sql)
+    start_id = system.start_id(db)
+
+    cmd, env = system.worker(args.database_url)
+    out_path = os.path.join(args.workdir, f"{name}.out")
+    err_path = os.path.join(args.workdir, f"{name}.err")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, start_new_session=True)
+    try:
+        log(f"{name}: burn-down (worker pid {proc.pid})")
+        wait_until(lambda: system.any_done(db, start_id), proc, "the first job done", 120)
+        s0 = Sample(proc.pid, postmaster, db.pid)
+        done0 = system.done(db)
+        wait_until(lambda: system.empty(db), proc, "the queue to empty", args.burn_timeout)
+        s1 = Sample(proc.pid, postmaster, db.pid)
+        jobs = args.count - done0
+        secs = s1.at - s0.at
+        w, pg = s1.since(s0)
+        burn = {"jobs": jobs, "seconds": secs, "rate": jobs / secs,
+                "worker_ms": 1000 * w / jobs, "pg_ms": 1000 * pg / jobs}
+        log(f"{name}: {jobs} jobs in {secs:.2f} s = {burn['rate']:.0f} jobs/s")
+
+        # Idle long enough for the worker to be waiting, not polling: the NOTIFY path.
+        time.sleep(args.idle)
+        total = int(args.rate * args.seconds)
+        log(f"{name}: latency, {args.rate} jobs/s for {args.seconds} s")
+        s2 = Sample(proc.pid, postmaster, db.pid)
+        run_load(system, args, "enqueue", "--rate", str(args.rate), "--seconds", str(args.seconds))
+        wait_until(lambda: system.empty(db), proc, "the enqueued jobs to finish", 60)
+        s3 = Sample(proc.pid, postmaster, db.pid)
+        lat_cpu = s3.since(s2)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            sys.exit(f"{name}: the worker did not stop within 60 s of SIGTERM")
+    if rc != 0:
+        sys.exit(f"{name}: the worker exited with {rc}; see {err_path}")
+    summary = None
+    with open(out_path) as f:
+        for line in f:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("latency_us"), dict):
+                summary = obj["latency_us"]
+    if summary is None:
+        sys.exit(f"{name}: the worker printed no latency line; see {out_path}")
+    if summary["n"] < total:
+        log(f"{name}: warning: {summary['n']} latencies recorded for {total} jobs enqueued")
+    n = max(summary["n"], 1)
+    lat = {k: (summary[k] or 0) / 1000 for k in ("p50", "p90", "p99", "max")}
+    lat.update(n=summary["n"], worker_ms=1000 * lat_cpu[0] / n, pg_ms=1000 * lat_cpu[1] / n)
+    return {"burn": burn, "latency": lat}
+
+
+def table(results, args):
+    names = list(results)
+    rows = [
+        ("burn-down", None, None),
+        ("  jobs/s", lambda r: r["burn"]["rate"], "{:.0f}"),
+        ("  seconds", lambda r: r["burn"]["seconds"], "{:.2f}"),
+        ("  worker CPU ms/job", lambda r: r["burn"]["worker_ms"], "{:.3f}"),
+        ("  PostgreSQL CPU ms/job", lambda r: r["burn"]["pg_ms"], "{:.3f}"),
+        (f"latency at {args.rate:g} jobs/s, {args.seconds:g} s", None, None),
+        ("  jobs seen", lambda r: r["latency"]["n"], "{:.0f}"),
+        ("  enqueue→start p50 ms", lambda r: r["latency"]["p50"], "{:.2f}"),
+        ("  p90 ms", lambda r: r["latency"]["p90"], "{:.2f}"),
+        ("  p99 ms", lambda r: r["latency"]["p99"], "{:.2f}"),
+        ("  max ms", lambda r: r["latency"]["max"], "{:.2f}"),
+        ("  worker CPU ms/job", lambda r: r["latency"]["worker_ms"], "{:.3f}"),
+        ("  PostgreSQL CPU ms/job", lambda r: r["latency"]["pg_ms"], "{:.3f}"),
+    ]
+    width = 34
+    print(f"{'':<{width}}" + "".join(f"{n:>12}" for n in names))
+    for label, get, fmt in rows:
+        if get is None:
+            print(label)
+            continue
+        print(f"{label:<{width}}" + "".join(f"{fmt.format(get(results[n])):>12}" for n in names))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--testbed", required=True, help="the worker-testbed binary")
+    p.add_argument("--graphile-dir", required=True, help="graphile.mjs beside its node_modules")
+    p.add_argument("--database-url", required=True)
+    p.add_argument("--pg-data", required=True, help="the cluster's data dir (postmaster.pid)")
+    p.add_argument("--count", type=int, default=100_000)
+    p.add_argument("--rate", type=int, default=200)
+    p.add_argument("--seconds", type=int, default=20)
+    p.add_argument("--idle", type=float, default=3, help="seconds idle before the latency phase")
+    p.add_argument("--burn-timeout", type=float, default=900)
+    p.add_argument("--systems", default="basalt,graphile")
+    p.add_argument("--workdir", required=True)
+    args = p.parse_args()
+
+    with open(os.path.join(args.pg_data, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    db = Psql(args.database_url)
+    systems = {"basalt": Basalt, "graphile": Graphile}
+    results = {}
+    for name in args.systems.split(","):
+        results[name] = measure(systems[name](args), args, db, postmaster)
+    db.close()
+
+    print()
+    print(f"machine: {os.cpu_count()} cores; PostgreSQL {db_version(args.database_url)}; "
+          f"{args.count} jobs burnt down, then {args.rate:g} jobs/s for {args.seconds:g} s")
+    print()
+    table(results, args)
+    if "basalt" not in results or "graphile" not in results:
+        return
+    b, g = results["basalt"], results["graphile"]
+    ratio = b["burn"]["rate"] / g["burn"]["rate"]
+    p50_ratio = b["latency"]["p50"] / g["latency"]["p50"]
+    checks = [
+        (f"jobs/s: basalt/graphile = {ratio:.2f} (target ≥ 1.5)", ratio >= 1.5),
+        (f"enqueue→start p50: basalt/graphile = {p50_ratio:.2f} "
+         f"({b['latency']['p50']:.2f} ms vs {g['latency']['p50']:.2f} ms; target ≤ 1)",
+         p50_ratio <= 1.0),
+    ]
+    print()
+    for text, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    passed = sum(ok for _, ok in checks)
+    print(f"{passed} passed, {len(checks) - passed} failed")
+    with open(os.path.join(args.workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    if passed < len(checks):
+        sys.exit(1)
+
+
+def db_version(url):
+    out = subprocess.run(["psql", url, "-XAtqc", "SHOW server_version"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "?"
+
+
+if __name__ == "__main__":
+    main()
