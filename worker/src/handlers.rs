@@ -11,7 +11,15 @@ use shared::repo::{
     jobs::Job,
 };
 
-use crate::queue::{JobError, JobHandler};
+use crate::queue::{JobError, JobHandler, Queues};
+
+/// Registers every kind `worker serve` drains.
+pub fn register(queues: &mut Queues<'_>) {
+    queues
+        .drain(ItemCreatedHandler::default())
+        .drain(ItemUpdatedHandler::default())
+        .drain(ItemDeletedHandler::default());
+}
 
 /// Completes an item event without doing anything: the place webhooks' fan-out will go.
 #[derive(Debug)]

@@ -26,22 +26,15 @@ pub mod queue;
 pub mod retention;
 pub mod runner;
 
-use std::{collections::HashMap, future::Future, sync::Arc};
+use std::{future::Future, sync::Arc};
 
-use shared::{
-    config::WorkerSettings,
-    db::Db,
-    repo::{
-        items::{ItemCreated, ItemDeleted, ItemUpdated},
-        jobs::Job,
-    },
-};
+use shared::{config::WorkerSettings, db::Db};
 use tokio::net::TcpListener;
 
 use crate::{
     health::Health,
     metrics::Metrics,
-    queue::QueueWorker,
+    queue::Queues,
     runner::{Cadence, RunError, Runner},
 };
 
@@ -65,13 +58,15 @@ pub fn owner_id() -> String {
     format!("{host}:{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
-/// Runs every queue worker, the `LISTEN` connection (to `database_url`) and the health server
-/// until `signal` (called again for a second signal; see [`Runner::run_until`]). Logs the
-/// health address once listening.
+/// Runs a queue worker for every kind `kinds` registers ([`handlers::register`] in `worker
+/// serve`), the retention worker, the `LISTEN` connection (to `database_url`) and the health
+/// server until `signal` (called again for a second signal; see [`Runner::run_until`]). Logs
+/// the health address once listening.
 pub async fn serve<S, F>(
     db: Db,
     database_url: &str,
     settings: &WorkerSettings,
+    kinds: impl FnOnce(&mut Queues<'_>),
     signal: S,
 ) -> Result<(), ServeError>
 where
@@ -113,38 +108,17 @@ where
     ));
     tracing::info!(%addr, "health probes listening");
 
-    let owner = owner_id();
     let mut runner = Runner::new(Cadence::from(settings), health).metrics(metrics.clone());
-    let mut wakes = HashMap::new();
-    let mut kind = |kind: &str, wake| wakes.insert(kind.to_owned(), wake);
-    kind(
-        ItemCreated::KIND,
-        runner.spawn(
-            QueueWorker::new(
-                db.clone(),
-                handlers::ItemCreatedHandler::default(),
-                owner.clone(),
-            )
-            .metrics(metrics.clone()),
-        ),
+    let mut queues = Queues::new(
+        &mut runner,
+        db,
+        owner_id(),
+        settings.lease,
+        settings.batch_size,
+        metrics,
     );
-    kind(
-        ItemUpdated::KIND,
-        runner.spawn(
-            QueueWorker::new(
-                db.clone(),
-                handlers::ItemUpdatedHandler::default(),
-                owner.clone(),
-            )
-            .metrics(metrics.clone()),
-        ),
-    );
-    kind(
-        ItemDeleted::KIND,
-        runner.spawn(
-            QueueWorker::new(db, handlers::ItemDeletedHandler::default(), owner).metrics(metrics),
-        ),
-    );
+    kinds(&mut queues);
+    let wakes = queues.into_wakes();
     runner.spawn(retention::Retention::new(
         retention_db,
         settings.jobs_retention,

@@ -2,7 +2,7 @@
 //! repairs it (see the `worker` library). Reads only the database settings (`DATABASE_URL`,
 //! …), the `WORKER_*`/`JOBS_*` settings and `LOG_FORMAT`: it needs no `JWT_SECRET`.
 
-use std::process::ExitCode;
+use std::{collections::HashMap, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -12,7 +12,7 @@ use shared::{
     telemetry,
 };
 use uuid::Uuid;
-use worker::{ServeError, ops, runner::RunError};
+use worker::{ServeError, handlers, ops, runner::RunError};
 
 /// The Basalt worker. Settings come from the environment (README, "Configuration").
 #[derive(Debug, Parser)]
@@ -25,10 +25,61 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Drain the job queue until SIGTERM/SIGINT (the default).
-    Serve,
+    Serve(ServeFlags),
     /// Inspect and repair the job queue.
     #[command(subcommand)]
     Jobs(Jobs),
+}
+
+/// `worker serve`'s settings as flags, each in front of the environment variable it names.
+#[derive(Debug, Default, clap::Args)]
+struct ServeFlags {
+    /// Where /healthz, /readyz and /metrics listen [WORKER_HEALTH_ADDR, 0.0.0.0:8081].
+    #[arg(long, value_name = "ADDR")]
+    health_addr: Option<String>,
+    /// Wait after an idle poll while work was seen recently [WORKER_POLL_ACTIVE_MS, 1000].
+    #[arg(long, value_name = "MS")]
+    poll_active_ms: Option<String>,
+    /// Longest wait between idle polls [WORKER_POLL_IDLE_MS, 30000].
+    #[arg(long, value_name = "MS")]
+    poll_idle_ms: Option<String>,
+    /// Consecutive failed polls before exiting non-zero [WORKER_MAX_FAILURES, 10].
+    #[arg(long, value_name = "N")]
+    max_failures: Option<String>,
+    /// After SIGTERM, how long running jobs may finish [WORKER_SHUTDOWN_GRACE_SECONDS, 30].
+    #[arg(long, value_name = "SECONDS")]
+    shutdown_grace_seconds: Option<String>,
+    /// How long a claim holds without a heartbeat [WORKER_LEASE_SECONDS, 30].
+    #[arg(long, value_name = "SECONDS")]
+    lease_seconds: Option<String>,
+    /// Jobs of one kind claimed and run together per poll [WORKER_BATCH_SIZE, 10].
+    #[arg(long, value_name = "N")]
+    batch_size: Option<String>,
+    /// Completed jobs are deleted after this long [JOBS_RETENTION_HOURS, 24].
+    #[arg(long, value_name = "HOURS")]
+    retention_hours: Option<String>,
+}
+
+impl ServeFlags {
+    /// The flags given, by the variable each stands for; validated with the environment's.
+    fn overrides(&self) -> HashMap<&'static str, String> {
+        [
+            ("WORKER_HEALTH_ADDR", self.health_addr.clone()),
+            ("WORKER_POLL_ACTIVE_MS", self.poll_active_ms.clone()),
+            ("WORKER_POLL_IDLE_MS", self.poll_idle_ms.clone()),
+            ("WORKER_MAX_FAILURES", self.max_failures.clone()),
+            (
+                "WORKER_SHUTDOWN_GRACE_SECONDS",
+                self.shutdown_grace_seconds.clone(),
+            ),
+            ("WORKER_LEASE_SECONDS", self.lease_seconds.clone()),
+            ("WORKER_BATCH_SIZE", self.batch_size.clone()),
+            ("JOBS_RETENTION_HOURS", self.retention_hours.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,18 +137,26 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let env = Env::from_process(Runtime::Host).context("invalid configuration")?;
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeFlags::default()));
+    let overrides = match &command {
+        Command::Serve(flags) => flags.overrides(),
+        Command::Jobs(_) => HashMap::new(),
+    };
+    let env = Env::from_process_with(Runtime::Host, overrides).context("invalid configuration")?;
     let database = DatabaseSettings::from_env(&env).context("invalid configuration")?;
     let log_format = LogFormat::from_env(&env).context("invalid configuration")?;
     let db = Db::new(&database)?;
-    let jobs = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+    let jobs = match command {
+        Command::Serve(_) => {
             let settings = WorkerSettings::from_env(&env).context("invalid configuration")?;
             telemetry::init(log_format);
             worker::serve(
                 db,
                 database.url(),
                 &settings,
+                handlers::register,
                 shared::signal::terminate_or_interrupt,
             )
             .await?;

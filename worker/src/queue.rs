@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     metrics::{Metrics, Outcome as Counted},
-    runner::{Poll, Stop, WorkError, Worker},
+    runner::{Poll, Runner, Stop, Wake, WorkError, Worker},
 };
 
 /// Why one run of a job failed; recorded as the job's `last_error`.
@@ -192,5 +192,56 @@ impl<H: JobHandler> Worker for QueueWorker<H> {
         }
         self.run_batch(claimed, stop).await?;
         Ok(Poll::Busy)
+    }
+}
+
+/// The job kinds one process drains. [`Queues::drain`] gives a handler its own
+/// [`QueueWorker`] under the runner (named `jobs:<kind>`), leased and batched as configured,
+/// and registers its kind for the `LISTEN` connection to wake.
+pub struct Queues<'r> {
+    runner: &'r mut Runner,
+    db: Db,
+    owner: String,
+    lease: Duration,
+    batch: i64,
+    metrics: Metrics,
+    wakes: HashMap<String, Wake>,
+}
+
+impl<'r> Queues<'r> {
+    pub fn new(
+        runner: &'r mut Runner,
+        db: Db,
+        owner: String,
+        lease: Duration,
+        batch: u16,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            runner,
+            db,
+            owner,
+            lease,
+            batch: i64::from(batch),
+            metrics,
+            wakes: HashMap::new(),
+        }
+    }
+
+    /// Drains `handler`'s kind. Registering a kind twice is a programming error.
+    pub fn drain<H: JobHandler>(&mut self, handler: H) -> &mut Self {
+        let worker = QueueWorker::new(self.db.clone(), handler, self.owner.clone())
+            .lease(self.lease)
+            .batch(self.batch)
+            .metrics(self.metrics.clone());
+        let wake = self.runner.spawn(worker);
+        let previous = self.wakes.insert(H::Job::KIND.to_owned(), wake);
+        assert!(previous.is_none(), "{} is drained twice", H::Job::KIND);
+        self
+    }
+
+    /// Each registered kind's wake, for [`crate::listen::run`].
+    pub fn into_wakes(self) -> HashMap<String, Wake> {
+        self.wakes
     }
 }

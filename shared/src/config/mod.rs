@@ -16,8 +16,8 @@
 //! - [`http`]: `BIND_ADDR`, `BODY_LIMIT_BYTES`, `REQUEST_TIMEOUT_SECONDS`,
 //!   `HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`, `CORS_ALLOWED_ORIGINS`, `TRUSTED_PROXIES`.
 //! - [`worker`]: `WORKER_POLL_ACTIVE_MS`, `WORKER_POLL_IDLE_MS`, `WORKER_MAX_FAILURES`,
-//!   `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR`, `JOBS_RETENTION_HOURS` (the worker
-//!   only).
+//!   `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR`, `WORKER_LEASE_SECONDS`,
+//!   `WORKER_BATCH_SIZE`, `JOBS_RETENTION_HOURS` (the worker only).
 //! - here: `BASALT_DEV`, `LOG_FORMAT`.
 
 pub mod auth;
@@ -118,6 +118,20 @@ impl Env<'static> {
     /// The process environment.
     pub fn from_process(runtime: Runtime) -> Result<Self, ConfigError> {
         Env::from_lookup(runtime, |name| std::env::var(name).ok())
+    }
+
+    /// The process environment with `overrides` (a command line's flags, by the variable each
+    /// stands for) in front of it.
+    pub fn from_process_with(
+        runtime: Runtime,
+        overrides: std::collections::HashMap<&'static str, String>,
+    ) -> Result<Self, ConfigError> {
+        Env::from_lookup(runtime, move |name| {
+            overrides
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        })
     }
 }
 
@@ -416,6 +430,8 @@ mod tests {
         assert_eq!(w.shutdown_grace, Duration::from_secs(30));
         assert_eq!(w.health_addr.to_string(), "0.0.0.0:8081");
         assert_eq!(w.jobs_retention, Duration::from_secs(24 * 3600));
+        assert_eq!(w.lease, Duration::from_secs(30));
+        assert_eq!(w.batch_size, 10);
         let env = Env::from_lookup(
             Runtime::Host,
             lookup(&[("WORKER_SHUTDOWN_GRACE_SECONDS", "0")]),
@@ -433,6 +449,9 @@ mod tests {
             ("WORKER_MAX_FAILURES", "0"),
             ("WORKER_SHUTDOWN_GRACE_SECONDS", "soon"),
             ("WORKER_HEALTH_ADDR", "8081"),
+            ("WORKER_LEASE_SECONDS", "0"),
+            ("WORKER_BATCH_SIZE", "0"),
+            ("WORKER_BATCH_SIZE", "70000"),
             ("JOBS_RETENTION_HOURS", "0"),
             ("JOBS_RETENTION_HOURS", "-1"),
         ] {

@@ -1,5 +1,6 @@
 //! The worker's runner: `WORKER_POLL_ACTIVE_MS`, `WORKER_POLL_IDLE_MS`, `WORKER_MAX_FAILURES`,
-//! `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR`, `JOBS_RETENTION_HOURS`.
+//! `WORKER_SHUTDOWN_GRACE_SECONDS`, `WORKER_HEALTH_ADDR`, `WORKER_LEASE_SECONDS`,
+//! `WORKER_BATCH_SIZE`, `JOBS_RETENTION_HOURS`.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -20,6 +21,11 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub health_addr: SocketAddr,
+    /// How long a claim holds without a heartbeat (heartbeats renew it every third of it): a
+    /// killed worker's jobs run again this long after its last heartbeat.
+    pub lease: Duration,
+    /// Jobs of one kind claimed, and run concurrently, per poll.
+    pub batch_size: u16,
     /// Completed jobs older than this are deleted (dead ones are kept).
     pub jobs_retention: Duration,
 }
@@ -46,6 +52,8 @@ impl WorkerSettings {
             ),
             health_addr: env
                 .parse_or("WORKER_HEALTH_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
+            lease: Duration::from_secs(env.positive_or("WORKER_LEASE_SECONDS", 30u64)?),
+            batch_size: env.positive_or("WORKER_BATCH_SIZE", 10u16)?,
             // 0 would delete a job the moment it completes, before anyone could look at it.
             jobs_retention: Duration::from_secs(
                 3600 * u64::from(env.positive_or("JOBS_RETENTION_HOURS", 24u32)?),
