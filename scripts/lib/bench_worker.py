@@ -52,10 +52,12 @@ class Psql:
             ["psql", with_app(url, POLLER_APP), "-XAtq", "-v", "ON_ERROR_STOP=1"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
+        self.statements = 0  # each one its own transaction: left out of commits per job
         self.pid = int(self.one("SELECT pg_backend_pid()"))
 
     def one(self, sql):
         """The first column of a one-row query, as text ('' for NULL)."""
+        self.statements += 1
         self.proc.stdin.write(sql.rstrip(";") + ";\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -65,11 +67,24 @@ class Psql:
 
     def run(self, sql, marker="__done__"):
         """A statement that returns no rows (psql -q prints nothing for it)."""
+        self.statements += 1
         self.proc.stdin.write(f"{sql.rstrip(';')};\n\\echo {marker}\n")
         self.proc.stdin.flush()
         while (line := self.proc.stdout.readline()).rstrip("\n") != marker:
             if not line:
                 sys.exit(f"psql ended while running: {sql}")
+
+    def rows(self, sql, marker="__done__"):
+        """Every row of a query, each a list of column texts."""
+        self.statements += 1
+        self.proc.stdin.write(f"{sql.rstrip(';')};\n\\echo {marker}\n")
+        self.proc.stdin.flush()
+        out = []
+        while (line := self.proc.stdout.readline()).rstrip("\n") != marker:
+            if not line:
+                sys.exit(f"psql ended while running: {sql}")
+            out.append(line.rstrip("\n").split("|"))
+        return out
 
     def close(self):
         self.proc.stdin.close()
@@ -103,22 +118,51 @@ def children_of(ppid):
 
 
 class Sample:
-    """CPU seconds at one moment: the worker, all of PostgreSQL, and the poller's backend."""
+    """CPU seconds at one moment: the worker, all of PostgreSQL, and each live backend."""
 
-    def __init__(self, worker_pid, postmaster, poller_pid):
+    def __init__(self, worker_pid, postmaster, db):
         self.at = time.monotonic()
         self.worker = proc_cpu(worker_pid)
         self.pg = proc_cpu(postmaster, children=True)
-        self.poller = 0.0
+        self.poller = db.pid
+        # Who each backend serves: the application_name the bench gave its connections, or
+        # the background process's type (autovacuum worker, walwriter, …).
+        roles = dict(db.rows("SELECT pid, coalesce(nullif(application_name, ''), backend_type) "
+                             "FROM pg_stat_activity"))
+        # Commits and WAL flushes so far (cumulative statistics, which backends report within
+        # about a second): how many durable round trips a job costs.
+        commits, self.wal_syncs = (int(v) for v in db.rows(
+            "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),"
+            " (SELECT wal_sync FROM pg_stat_wal)")[0])
+        self.commits = commits - db.statements
+        self.backends = {}
         for pid in children_of(postmaster):
             cpu = proc_cpu(pid)
             self.pg += cpu
-            if pid == poller_pid:
-                self.poller = cpu
+            self.backends[pid] = (roles.get(str(pid), "?"), cpu)
 
     def since(self, start):
         """(worker, PostgreSQL without the poller) CPU seconds from `start` to this sample."""
-        return self.worker - start.worker, (self.pg - self.poller) - (start.pg - start.poller)
+        poller = self.backends.get(self.poller, ("", 0.0))[1]
+        poller0 = start.backends.get(start.poller, ("", 0.0))[1]
+        return self.worker - start.worker, (self.pg - poller) - (start.pg - poller0)
+
+    def per_job(self, start, jobs):
+        """Commits (the poller's left out) and WAL flushes per job since `start`."""
+        jobs = max(jobs, 1)
+        return (self.commits - start.commits) / jobs, (self.wal_syncs - start.wal_syncs) / jobs
+
+    def by_role(self, start):
+        """PostgreSQL CPU seconds since `start` per role; what exited or is the postmaster's
+        own is `other`. For finding where the database's time goes, not for the targets."""
+        out = {}
+        for pid, (role, cpu) in self.backends.items():
+            if pid == self.poller:
+                continue
+            delta = cpu - start.backends.get(pid, ("", 0.0))[1]
+            out[role] = out.get(role, 0.0) + delta
+        out["other"] = self.since(start)[1] - sum(out.values())
+        return {k: round(v, 3) for k, v in out.items()}
 
 
 class Basalt:
@@ -188,14 +232,38 @@ def load_cmd(system, args, *rest):
     return cmd
 
 
+def load_env(args):
+    return dict(os.environ, DATABASE_URL=with_app(args.database_url, LOAD_APP),
+                RUST_LOG="warn", LOG_FORMAT="json")
+
+
 def run_load(system, args, *rest):
-    env = dict(os.environ, DATABASE_URL=with_app(args.database_url, LOAD_APP),
-               RUST_LOG="warn", LOG_FORMAT="json")
     cmd = load_cmd(system, args, *rest)
-    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    res = subprocess.run(cmd, env=load_env(args), stdout=subprocess.PIPE, text=True)
     if res.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed with {res.returncode}")
     return res.stdout
+
+
+def run_enqueuer(system, args, db):
+    """Runs the steady enqueue; returns the CPU seconds its backend used, read every ~50 ms
+    while it runs (the backend is gone, reaped into the postmaster's total, by its end)."""
+    cmd = load_cmd(system, args, "enqueue", "--rate", str(args.rate), "--seconds",
+                   str(args.seconds))
+    proc = subprocess.Popen(cmd, env=load_env(args))
+    backends, cpu = [], {}
+    while proc.poll() is None:
+        if not backends:
+            backends = [int(r[0]) for r in db.rows(
+                f"SELECT pid FROM pg_stat_activity WHERE application_name = '{LOAD_APP}'")]
+        for pid in backends:
+            seen = proc_cpu(pid)
+            if seen:
+                cpu[pid] = seen
+        time.sleep(POLL)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed with {proc.returncode}")
+    return sum(cpu.values())
 
 
 def wait_until(pred, proc, what, timeout):
@@ -229,26 +297,31 @@ def measure(system, args, db, postmaster):
     try:
         log(f"{name}: burn-down (worker pid {proc.pid})")
         wait_until(lambda: system.any_done(db, start_id), proc, "the first job done", 120)
-        s0 = Sample(proc.pid, postmaster, db.pid)
+        s0 = Sample(proc.pid, postmaster, db)
         done0 = system.done(db)
         wait_until(lambda: system.empty(db), proc, "the queue to empty", args.burn_timeout)
-        s1 = Sample(proc.pid, postmaster, db.pid)
+        s1 = Sample(proc.pid, postmaster, db)
         jobs = args.count - done0
         secs = s1.at - s0.at
         w, pg = s1.since(s0)
         burn = {"jobs": jobs, "seconds": secs, "rate": jobs / secs,
-                "worker_ms": 1000 * w / jobs, "pg_ms": 1000 * pg / jobs}
+                "worker_ms": 1000 * w / jobs, "pg_ms": 1000 * pg / jobs,
+                "pg_seconds_by_role": s1.by_role(s0)}
+        burn["commits"], burn["wal_syncs"] = s1.per_job(s0, jobs)
         log(f"{name}: {jobs} jobs in {secs:.2f} s = {burn['rate']:.0f} jobs/s")
 
         # Idle long enough for the worker to be waiting, not polling: the NOTIFY path.
         time.sleep(args.idle)
         total = int(args.rate * args.seconds)
         log(f"{name}: latency, {args.rate} jobs/s for {args.seconds} s")
-        s2 = Sample(proc.pid, postmaster, db.pid)
-        run_load(system, args, "enqueue", "--rate", str(args.rate), "--seconds", str(args.seconds))
+        s2 = Sample(proc.pid, postmaster, db)
+        load_cpu = run_enqueuer(system, args, db)
         wait_until(lambda: system.empty(db), proc, "the enqueued jobs to finish", 60)
-        s3 = Sample(proc.pid, postmaster, db.pid)
+        s3 = Sample(proc.pid, postmaster, db)
         lat_cpu = s3.since(s2)
+        lat_roles = s3.by_role(s2)
+        lat_roles[LOAD_APP] = round(load_cpu, 3)
+        lat_roles["other"] = round(lat_roles["other"] - load_cpu, 3)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -274,8 +347,25 @@ def measure(system, args, db, postmaster):
         log(f"{name}: warning: {summary['n']} latencies recorded for {total} jobs enqueued")
     n = max(summary["n"], 1)
     lat = {k: (summary[k] or 0) / 1000 for k in ("p50", "p90", "p99", "max")}
-    lat.update(n=summary["n"], worker_ms=1000 * lat_cpu[0] / n, pg_ms=1000 * lat_cpu[1] / n)
+    lat.update(n=summary["n"], worker_ms=1000 * lat_cpu[0] / n, pg_ms=1000 * lat_cpu[1] / n,
+               pg_seconds_by_role=lat_roles)
+    lat["commits"], lat["wal_syncs"] = s3.per_job(s2, summary["n"])
     return {"burn": burn, "latency": lat}
+
+
+def jobs_of(result, phase):
+    return result[phase]["jobs" if phase == "burn" else "n"] or 1
+
+
+def role_ms(result, phase, role):
+    """PostgreSQL CPU ms per job spent by the backends of `role` in `phase`."""
+    return 1000 * result[phase]["pg_seconds_by_role"].get(role, 0.0) / jobs_of(result, phase)
+
+
+def rest_ms(result, phase):
+    roles = result[phase]["pg_seconds_by_role"]
+    rest = sum(v for k, v in roles.items() if k not in (WORKER_APP, LOAD_APP))
+    return 1000 * rest / jobs_of(result, phase)
 
 
 def table(results, args):
@@ -286,6 +376,10 @@ def table(results, args):
         ("  seconds", lambda r: r["burn"]["seconds"], "{:.2f}"),
         ("  worker CPU ms/job", lambda r: r["burn"]["worker_ms"], "{:.3f}"),
         ("  PostgreSQL CPU ms/job", lambda r: r["burn"]["pg_ms"], "{:.3f}"),
+        ("    the worker's connections", lambda r: role_ms(r, "burn", WORKER_APP), "{:.3f}"),
+        ("    the rest (autovacuum, …)", lambda r: rest_ms(r, "burn"), "{:.3f}"),
+        ("  commits/job", lambda r: r["burn"]["commits"], "{:.2f}"),
+        ("  WAL flushes/job", lambda r: r["burn"]["wal_syncs"], "{:.2f}"),
         (f"latency at {args.rate:g} jobs/s, {args.seconds:g} s", None, None),
         ("  jobs seen", lambda r: r["latency"]["n"], "{:.0f}"),
         ("  enqueue→start p50 ms", lambda r: r["latency"]["p50"], "{:.2f}"),
@@ -294,6 +388,11 @@ def table(results, args):
         ("  max ms", lambda r: r["latency"]["max"], "{:.2f}"),
         ("  worker CPU ms/job", lambda r: r["latency"]["worker_ms"], "{:.3f}"),
         ("  PostgreSQL CPU ms/job", lambda r: r["latency"]["pg_ms"], "{:.3f}"),
+        ("    the worker's connections", lambda r: role_ms(r, "latency", WORKER_APP), "{:.3f}"),
+        ("    the enqueuer's connection", lambda r: role_ms(r, "latency", LOAD_APP), "{:.3f}"),
+        ("    the rest (autovacuum, …)", lambda r: rest_ms(r, "latency"), "{:.3f}"),
+        ("  commits/job", lambda r: r["latency"]["commits"], "{:.2f}"),
+        ("  WAL flushes/job", lambda r: r["latency"]["wal_syncs"], "{:.2f}"),
     ]
     width = 34
     print(f"{'':<{width}}" + "".join(f"{n:>12}" for n in names))
