@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
 """Job-queue benchmark driver for scripts/bench-worker: Basalt's worker vs graphile-worker.
 
-Against one PostgreSQL (started by the bash script), for each system in turn:
+Against one PostgreSQL (started by the bash script):
 
-1. burn-down: pre-insert COUNT no-op jobs, start one worker process, and poll the database
-   every ~50 ms; the rate is the jobs done between the first poll that sees a job done and
-   the poll that sees the queue empty, over that time (start-up is not measured);
-2. latency: with the same worker idle, enqueue RATE jobs/s for SECONDS (one transaction per
-   job, the payload carrying the wall-clock µs just before the insert); the worker records
-   enqueue→start at each job's start and prints n/p50/p90/p99/max (µs) as one JSON line when
-   SIGTERM stops it;
+1. burn-down, each system in turn: pre-insert COUNT no-op jobs, start one worker process, and
+   poll the database every ~50 ms; the rate is the jobs done between the first poll that sees
+   a job done and the poll that sees the queue empty, over that time (start-up is not
+   measured). The worker then stays up, idle.
+2. latency, in ROUNDS slots per system alternating between them (ABBA…, so a drift in the
+   machine hits both alike): with the worker idle, enqueue RATE jobs/s (one transaction per
+   job, the payload carrying the wall-clock µs just before the insert) for SECONDS/ROUNDS;
+   the worker records enqueue→start at each job's start and prints n/p50/p90/p99/max (µs) as
+   one JSON line when SIGTERM stops it at the end;
 3. CPU: utime+stime of the worker process and of PostgreSQL (the postmaster, every child
    alive at a sample, and the children it reaped in between) at the start and end of each
-   phase, per job. The poller's own backend is left out; the enqueuer's backend is counted
-   (its inserts are part of what each system costs the database).
+   phase or slot, per job, the database's split by connection (application_name). The
+   poller's own backend is left out; the enqueuer's is counted (its inserts are part of what
+   each system costs the database).
 
 One Rust load generator (worker-testbed insert|enqueue, with --graphile for graphile's SQL
 API) drives both systems, so they see the same load. Prints a table, the two ratios against
@@ -27,11 +30,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 TICK = os.sysconf("SC_CLK_TCK")
 POLL = 0.05
 POLLER_APP = "bench-poll"
-WORKER_APP = "bench-worker"
+WORKER_APP = "bench-worker-{}"  # .format(system)
 LOAD_APP = "bench-load"
 
 
@@ -39,9 +43,13 @@ def log(msg):
     print(f"==> {msg}", file=sys.stderr, flush=True)
 
 
-def with_app(url, app):
-    """`url` with application_name=app, so a backend's owner shows in pg_stat_activity."""
-    return f"{url}{'&' if '?' in url else '?'}application_name={app}"
+def with_app(url, app, options=""):
+    """`url` with application_name=app, so a backend's owner shows in pg_stat_activity, and
+    with `options` (libpq's: e.g. `-c synchronous_commit=off`) for every session it opens."""
+    url = f"{url}{'&' if '?' in url else '?'}application_name={app}"
+    if options:
+        url += "&options=" + urllib.parse.quote(options, safe="")
+    return url
 
 
 class Psql:
@@ -190,7 +198,8 @@ class Basalt:
         ) == "t"
 
     def worker(self, url):
-        env = dict(os.environ, DATABASE_URL=with_app(url, WORKER_APP),
+        env = dict(os.environ, DATABASE_URL=with_app(url, WORKER_APP.format(self.name),
+                                                      self.args.basalt_pg_options),
                    WORKER_HEALTH_ADDR="127.0.0.1:0", LOG_FORMAT="json", RUST_LOG="warn")
         return [self.args.testbed, "serve"], env
 
@@ -221,7 +230,9 @@ class Graphile:
         return db.one("SELECT NOT exists (SELECT 1 FROM graphile_worker._private_jobs)") == "t"
 
     def worker(self, url):
-        env = dict(os.environ, DATABASE_URL=with_app(url, WORKER_APP))
+        env = dict(os.environ,
+                   DATABASE_URL=with_app(url, WORKER_APP.format(self.name),
+                                         self.args.graphile_pg_options))
         return ["node", os.path.join(self.args.graphile_dir, "graphile.mjs"), "run"], env
 
 
@@ -245,11 +256,10 @@ def run_load(system, args, *rest):
     return res.stdout
 
 
-def run_enqueuer(system, args, db):
+def run_enqueuer(system, args, db, seconds):
     """Runs the steady enqueue; returns the CPU seconds its backend used, read every ~50 ms
     while it runs (the backend is gone, reaped into the postmaster's total, by its end)."""
-    cmd = load_cmd(system, args, "enqueue", "--rate", str(args.rate), "--seconds",
-                   str(args.seconds))
+    cmd = load_cmd(system, args, "enqueue", "--rate", str(args.rate), "--seconds", str(seconds))
     proc = subprocess.Popen(cmd, env=load_env(args))
     backends, cpu = [], {}
     while proc.poll() is None:
@@ -277,8 +287,18 @@ def wait_until(pred, proc, what, timeout):
     return time.monotonic()
 
 
-def measure(system, args, db, postmaster):
-    """Both phases for one system; returns its figures."""
+def start_worker(system, args):
+    cmd, env = system.worker(args.database_url)
+    out_path = os.path.join(args.workdir, f"{system.name}.out")
+    err_path = os.path.join(args.workdir, f"{system.name}.err")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, start_new_session=True)
+    proc.out_path, proc.err_path = out_path, err_path
+    return proc
+
+
+def burn_down(system, args, db, postmaster):
+    """Phase 1: insert, start the worker, time the burn-down. Returns (figures, worker)."""
     name = system.name
     system.reset(db)
     log(f"{name}: inserting {args.count} jobs")
@@ -288,52 +308,63 @@ def measure(system, args, db, postmaster):
     for sql in ("VACUUM ANALYZE", "CHECKPOINT"):
         db.run(sql)
     start_id = system.start_id(db)
+    proc = start_worker(system, args)
+    log(f"{name}: burn-down (worker pid {proc.pid})")
+    wait_until(lambda: system.any_done(db, start_id), proc, "the first job done", 120)
+    s0 = Sample(proc.pid, postmaster, db)
+    done0 = system.done(db)
+    wait_until(lambda: system.empty(db), proc, "the queue to empty", args.burn_timeout)
+    s1 = Sample(proc.pid, postmaster, db)
+    jobs = args.count - done0
+    secs = s1.at - s0.at
+    w, pg = s1.since(s0)
+    burn = {"jobs": jobs, "seconds": secs, "rate": jobs / secs,
+            "worker_ms": 1000 * w / jobs, "pg_ms": 1000 * pg / jobs,
+            "pg_seconds_by_role": s1.by_role(s0)}
+    burn["commits"], burn["wal_syncs"] = s1.per_job(s0, jobs)
+    log(f"{name}: {jobs} jobs in {secs:.2f} s = {burn['rate']:.0f} jobs/s")
+    return burn, proc
 
-    cmd, env = system.worker(args.database_url)
-    out_path = os.path.join(args.workdir, f"{name}.out")
-    err_path = os.path.join(args.workdir, f"{name}.err")
-    with open(out_path, "w") as out, open(err_path, "w") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, start_new_session=True)
+
+def latency_slot(system, args, db, postmaster, proc, seconds, acc):
+    """One slot of phase 2: the worker idle, then `seconds` of steady enqueue; adds its CPU,
+    commits and flushes to `acc`."""
+    # Idle long enough for the worker to be waiting, not polling: the NOTIFY path.
+    time.sleep(args.idle)
+    log(f"{system.name}: latency, {args.rate} jobs/s for {seconds} s")
+    s0 = Sample(proc.pid, postmaster, db)
+    load_cpu = run_enqueuer(system, args, db, seconds)
+    wait_until(lambda: system.empty(db), proc, "the enqueued jobs to finish", 60)
+    s1 = Sample(proc.pid, postmaster, db)
+    w, pg = s1.since(s0)
+    roles = s1.by_role(s0)
+    roles[LOAD_APP] = load_cpu
+    roles["other"] -= load_cpu
+    commits, wal_syncs = s1.per_job(s0, 1)
+    acc["worker_s"] = acc.get("worker_s", 0.0) + w
+    acc["pg_s"] = acc.get("pg_s", 0.0) + pg
+    acc["commits"] = acc.get("commits", 0) + commits
+    acc["wal_syncs"] = acc.get("wal_syncs", 0) + wal_syncs
+    acc["enqueued"] = acc.get("enqueued", 0) + args.rate * seconds
+    by_role = acc.setdefault("pg_seconds_by_role", {})
+    for role, secs in roles.items():
+        by_role[role] = by_role.get(role, 0.0) + secs
+
+
+def stop_worker(system, proc):
+    """SIGTERM; returns the latency summary the worker prints (µs)."""
+    name = system.name
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
     try:
-        log(f"{name}: burn-down (worker pid {proc.pid})")
-        wait_until(lambda: system.any_done(db, start_id), proc, "the first job done", 120)
-        s0 = Sample(proc.pid, postmaster, db)
-        done0 = system.done(db)
-        wait_until(lambda: system.empty(db), proc, "the queue to empty", args.burn_timeout)
-        s1 = Sample(proc.pid, postmaster, db)
-        jobs = args.count - done0
-        secs = s1.at - s0.at
-        w, pg = s1.since(s0)
-        burn = {"jobs": jobs, "seconds": secs, "rate": jobs / secs,
-                "worker_ms": 1000 * w / jobs, "pg_ms": 1000 * pg / jobs,
-                "pg_seconds_by_role": s1.by_role(s0)}
-        burn["commits"], burn["wal_syncs"] = s1.per_job(s0, jobs)
-        log(f"{name}: {jobs} jobs in {secs:.2f} s = {burn['rate']:.0f} jobs/s")
-
-        # Idle long enough for the worker to be waiting, not polling: the NOTIFY path.
-        time.sleep(args.idle)
-        total = int(args.rate * args.seconds)
-        log(f"{name}: latency, {args.rate} jobs/s for {args.seconds} s")
-        s2 = Sample(proc.pid, postmaster, db)
-        load_cpu = run_enqueuer(system, args, db)
-        wait_until(lambda: system.empty(db), proc, "the enqueued jobs to finish", 60)
-        s3 = Sample(proc.pid, postmaster, db)
-        lat_cpu = s3.since(s2)
-        lat_roles = s3.by_role(s2)
-        lat_roles[LOAD_APP] = round(load_cpu, 3)
-        lat_roles["other"] = round(lat_roles["other"] - load_cpu, 3)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            sys.exit(f"{name}: the worker did not stop within 60 s of SIGTERM")
+        rc = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        sys.exit(f"{name}: the worker did not stop within 60 s of SIGTERM")
     if rc != 0:
-        sys.exit(f"{name}: the worker exited with {rc}; see {err_path}")
+        sys.exit(f"{name}: the worker exited with {rc}; see {proc.err_path}")
     summary = None
-    with open(out_path) as f:
+    with open(proc.out_path) as f:
         for line in f:
             try:
                 obj = json.loads(line)
@@ -342,15 +373,21 @@ def measure(system, args, db, postmaster):
             if isinstance(obj, dict) and isinstance(obj.get("latency_us"), dict):
                 summary = obj["latency_us"]
     if summary is None:
-        sys.exit(f"{name}: the worker printed no latency line; see {out_path}")
-    if summary["n"] < total:
-        log(f"{name}: warning: {summary['n']} latencies recorded for {total} jobs enqueued")
+        sys.exit(f"{name}: the worker printed no latency line; see {proc.out_path}")
+    return summary
+
+
+def latency_figures(system, summary, acc):
+    if summary["n"] < acc["enqueued"]:
+        log(f"{system.name}: warning: {summary['n']} latencies recorded for "
+            f"{acc['enqueued']} jobs enqueued")
     n = max(summary["n"], 1)
     lat = {k: (summary[k] or 0) / 1000 for k in ("p50", "p90", "p99", "max")}
-    lat.update(n=summary["n"], worker_ms=1000 * lat_cpu[0] / n, pg_ms=1000 * lat_cpu[1] / n,
-               pg_seconds_by_role=lat_roles)
-    lat["commits"], lat["wal_syncs"] = s3.per_job(s2, summary["n"])
-    return {"burn": burn, "latency": lat}
+    lat.update(n=summary["n"], worker_ms=1000 * acc["worker_s"] / n,
+               pg_ms=1000 * acc["pg_s"] / n, commits=acc["commits"] / n,
+               wal_syncs=acc["wal_syncs"] / n,
+               pg_seconds_by_role={k: round(v, 3) for k, v in acc["pg_seconds_by_role"].items()})
+    return lat
 
 
 def jobs_of(result, phase):
@@ -359,12 +396,15 @@ def jobs_of(result, phase):
 
 def role_ms(result, phase, role):
     """PostgreSQL CPU ms per job spent by the backends of `role` in `phase`."""
+    role = role.format(result["name"])
     return 1000 * result[phase]["pg_seconds_by_role"].get(role, 0.0) / jobs_of(result, phase)
 
 
 def rest_ms(result, phase):
+    """The same for every other backend (the other system's idle worker's included)."""
     roles = result[phase]["pg_seconds_by_role"]
-    rest = sum(v for k, v in roles.items() if k not in (WORKER_APP, LOAD_APP))
+    own = (WORKER_APP.format(result["name"]), LOAD_APP)
+    rest = sum(v for k, v in roles.items() if k not in own)
     return 1000 * rest / jobs_of(result, phase)
 
 
@@ -412,7 +452,13 @@ def main():
     p.add_argument("--count", type=int, default=100_000)
     p.add_argument("--rate", type=int, default=200)
     p.add_argument("--seconds", type=int, default=20)
-    p.add_argument("--idle", type=float, default=3, help="seconds idle before the latency phase")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="latency slots per system, alternating between the systems")
+    p.add_argument("--idle", type=float, default=2, help="seconds idle before each latency slot")
+    p.add_argument("--basalt-pg-options", default="",
+                   help="libpq options of Basalt's worker sessions (an experiment, not a target)")
+    p.add_argument("--graphile-pg-options", default="",
+                   help="libpq options of graphile-worker's sessions (likewise)")
     p.add_argument("--burn-timeout", type=float, default=900)
     p.add_argument("--systems", default="basalt,graphile")
     p.add_argument("--workdir", required=True)
@@ -421,11 +467,33 @@ def main():
     with open(os.path.join(args.pg_data, "postmaster.pid")) as f:
         postmaster = int(f.readline())
     db = Psql(args.database_url)
-    systems = {"basalt": Basalt, "graphile": Graphile}
-    results = {}
-    for name in args.systems.split(","):
-        results[name] = measure(systems[name](args), args, db, postmaster)
+    systems = [{"basalt": Basalt, "graphile": Graphile}[n](args) for n in args.systems.split(",")]
+    results, workers, accs = {}, {}, {}
+    try:
+        # Phase 1, one system after the other (a finished one's worker waits, idle).
+        for system in systems:
+            results[system.name] = {"name": system.name}
+            results[system.name]["burn"], workers[system.name] = burn_down(
+                system, args, db, postmaster)
+            accs[system.name] = {}
+        # Phase 2 in slots that alternate between the systems (ABBA…), so that a drift in
+        # the machine (the disk's flush latency varies several-fold here) hits both alike.
+        rounds = max(1, args.rounds)
+        slot = max(1, args.seconds // rounds)
+        for r in range(rounds):
+            for system in (systems if r % 2 == 0 else systems[::-1]):
+                latency_slot(system, args, db, postmaster, workers[system.name], slot,
+                             accs[system.name])
+        for system in systems:
+            summary = stop_worker(system, workers.pop(system.name))
+            results[system.name]["latency"] = latency_figures(system, summary,
+                                                              accs[system.name])
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.kill()
     db.close()
+    args.seconds = slot * rounds
 
     print()
     print(f"machine: {os.cpu_count()} cores; PostgreSQL {db_version(args.database_url)}; "
