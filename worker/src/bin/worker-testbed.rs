@@ -9,7 +9,10 @@
 //!   one JSON line on stdout when `serve` stops.
 //!
 //! `insert --count N` pre-inserts N noop jobs; `enqueue --rate R --seconds S` enqueues noop
-//! jobs at a steady rate, one transaction each through `shared::repo::jobs::enqueue`.
+//! jobs at a steady rate, one transaction each through `shared::repo::jobs::enqueue`. With
+//! `--graphile` both do the same through graphile-worker's SQL API (`add_jobs`, `add_job`, task
+//! `noop`), so one load generator drives both systems that `scripts/bench-worker` compares.
+//! `migrate` applies Basalt's migrations (the benchmark's database needs no `host`).
 
 use std::{
     sync::{Arc, Mutex},
@@ -25,6 +28,7 @@ use shared::{
     repo::jobs::{self, Job, NewJob},
     telemetry,
 };
+use tokio_postgres::types::Json as PgJson;
 use worker::{
     handlers,
     queue::{JobError, JobHandler},
@@ -44,6 +48,9 @@ enum Command {
     Insert {
         #[arg(long)]
         count: i64,
+        /// Into graphile-worker's queue (task `noop`) instead.
+        #[arg(long)]
+        graphile: bool,
     },
     /// Enqueue noop jobs carrying their enqueue time at a steady rate.
     Enqueue {
@@ -52,8 +59,22 @@ enum Command {
         rate: u32,
         #[arg(long, default_value_t = 20)]
         seconds: u32,
+        /// Into graphile-worker's queue (task `noop`) instead.
+        #[arg(long)]
+        graphile: bool,
     },
+    /// Apply Basalt's migrations.
+    Migrate,
 }
+
+/// graphile-worker's bulk insert: `add_jobs` with one `job_spec` per job, all defaults but the
+/// task and an empty payload (as Basalt's insert).
+const GRAPHILE_INSERT: &str = "SELECT count(*) FROM graphile_worker.add_jobs(ARRAY( \
+       SELECT ROW('noop', '{}'::json, NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec \
+       FROM generate_series(1, $1::bigint)))";
+
+/// graphile-worker's enqueue, which also sends its `NOTIFY` (delivered at commit).
+const GRAPHILE_ADD_JOB: &str = "SELECT id FROM graphile_worker.add_job('noop', $1::json)";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Sleep {
@@ -184,7 +205,25 @@ async fn main() -> anyhow::Result<()> {
                 println!("{summary}");
             }
         }
-        Command::Insert { count } => {
+        Command::Migrate => {
+            let n = db.migrate().await?;
+            tracing::info!(n, "applied migrations");
+        }
+        Command::Insert {
+            count,
+            graphile: true,
+        } => {
+            let n: i64 = db
+                .read("testbed.insert_graphile", |c| async move {
+                    c.query_one(GRAPHILE_INSERT, &[&count]).await?.try_get(0)
+                })
+                .await?;
+            tracing::debug!(n, "inserted into graphile-worker");
+        }
+        Command::Insert {
+            count,
+            graphile: false,
+        } => {
             let n = db
                 .read("testbed.insert", |c| async move {
                     c.execute(
@@ -197,19 +236,34 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             tracing::debug!(n, "inserted");
         }
-        Command::Enqueue { rate, seconds } => {
+        Command::Enqueue {
+            rate,
+            seconds,
+            graphile,
+        } => {
             let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             for _ in 0..u64::from(rate) * u64::from(seconds) {
                 tick.tick().await;
                 let at = Some(now_us());
-                db.write("testbed.enqueue", move |tx| {
-                    Box::pin(async move {
-                        let job = Noop { enqueued_at_us: at };
-                        jobs::enqueue(tx, &NewJob::new(&job)).await
+                if graphile {
+                    db.write("testbed.enqueue_graphile", move |tx| {
+                        Box::pin(async move {
+                            let job = Noop { enqueued_at_us: at };
+                            let stmt = tx.prepare_cached(GRAPHILE_ADD_JOB).await?;
+                            tx.execute(&stmt, &[&PgJson(&job)]).await
+                        })
                     })
-                })
-                .await?;
+                    .await?;
+                } else {
+                    db.write("testbed.enqueue", move |tx| {
+                        Box::pin(async move {
+                            let job = Noop { enqueued_at_us: at };
+                            jobs::enqueue(tx, &NewJob::new(&job)).await
+                        })
+                    })
+                    .await?;
+                }
             }
         }
     }
