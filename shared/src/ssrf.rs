@@ -128,9 +128,7 @@ pub async fn check(
         });
     }
     for addr in &addrs {
-        if let Some(range) = forbidden(addr.ip())
-            && !(policy.allow_private && is_local(addr.ip()))
-        {
+        if let Err(range) = allowed(addr.ip(), policy) {
             return Err(Refused::Forbidden {
                 host,
                 addr: addr.ip(),
@@ -139,6 +137,15 @@ pub async fn check(
         }
     }
     Ok(Checked { url, host, addrs })
+}
+
+/// Whether `policy` lets a request reach `ip`; the refused range's name otherwise.
+pub fn allowed(ip: IpAddr, policy: Policy) -> Result<(), &'static str> {
+    match forbidden(ip) {
+        Some(_) if policy.allow_private && is_local(ip) => Ok(()),
+        Some(range) => Err(range),
+        None => Ok(()),
+    }
 }
 
 /// What `allow_private` lets through: loopback and the private and ULA ranges (a receiver on

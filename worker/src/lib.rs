@@ -14,9 +14,11 @@
 //! - [`handlers`]: the kinds this process drains.
 //! - [`retention`]: the maintenance worker deleting old completed jobs.
 //! - [`ops`]: `worker jobs stats|list|retry|discard`.
+//! - [`delivery`]: one signed webhook delivery attempt through the SSRF-pinned client.
 //!
 //! [`serve`] is what `main` runs; tests call it (and the pieces) directly.
 
+pub mod delivery;
 pub mod handlers;
 pub mod health;
 pub mod listen;

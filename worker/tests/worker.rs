@@ -1523,3 +1523,298 @@ async fn readyz_follows_a_real_database_stop_and_start_and_the_listener_subscrib
     child.signal("-TERM");
     assert!(child.exit().await.success());
 }
+
+// ---------------------------------------------------------------- webhook delivery attempts
+//
+// `worker::delivery::Sender` against a real loopback receiver: signatures checked with the
+// official `standardwebhooks` verifier, every status class, the timeout, the 1 KiB body cap,
+// and the SSRF guard at delivery (a name that rebinds to loopback after its check).
+
+mod delivery {
+    use std::{
+        collections::HashMap,
+        net::{IpAddr, SocketAddr},
+        pin::Pin,
+    };
+
+    use axum::{
+        Router,
+        http::{HeaderMap, StatusCode, header},
+        response::IntoResponse,
+        routing::post,
+    };
+    use shared::ssrf::{Policy, Resolve};
+    use worker::delivery::{Message, Outcome, Sender};
+
+    use super::*;
+
+    /// Names answered from a list, one answer per lookup of that name in turn (the last one
+    /// repeats).
+    struct Answers(
+        HashMap<&'static str, Vec<IpAddr>>,
+        Mutex<HashMap<String, usize>>,
+    );
+
+    impl Resolve for Answers {
+        fn resolve(
+            &self,
+            host: &str,
+            port: u16,
+        ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + '_>> {
+            let n = {
+                let mut seen = self.1.lock().unwrap();
+                let n = seen.entry(host.to_owned()).or_insert(0);
+                *n += 1;
+                *n - 1
+            };
+            let found = self.0.get(host).map(|ips| {
+                let ip = ips[n.min(ips.len() - 1)];
+                vec![SocketAddr::new(ip, port)]
+            });
+            Box::pin(async move { found.ok_or_else(|| std::io::Error::other("no such host")) })
+        }
+    }
+
+    fn answers(entries: &[(&'static str, &[&str])]) -> Arc<dyn Resolve> {
+        Arc::new(Answers(
+            entries
+                .iter()
+                .map(|(h, ips)| (*h, ips.iter().map(|ip| ip.parse().unwrap()).collect()))
+                .collect(),
+            Mutex::default(),
+        ))
+    }
+
+    type Received = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
+    async fn receiver() -> (SocketAddr, Received) {
+        let received: Received = Arc::default();
+        let log = received.clone();
+        let app = Router::new()
+            .route(
+                "/ok",
+                post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                    let log = log.clone();
+                    async move {
+                        log.lock().unwrap().push((headers, body.to_vec()));
+                        (StatusCode::OK, "thanks")
+                    }
+                }),
+            )
+            .route("/gone", post(|| async { (StatusCode::GONE, "bye") }))
+            .route(
+                "/busy",
+                post(|| async {
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(header::RETRY_AFTER, "120")],
+                        "later",
+                    )
+                }),
+            )
+            .route(
+                "/down",
+                post(|| async {
+                    let at = std::time::SystemTime::now() + Duration::from_secs(90);
+                    let date = httpdate_fmt(at);
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, date)],
+                        "",
+                    )
+                        .into_response()
+                }),
+            )
+            .route(
+                "/moved",
+                post(|| async { (StatusCode::FOUND, [(header::LOCATION, "/ok")], "") }),
+            )
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/broken",
+                post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(5000)) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (addr, received)
+    }
+
+    fn httpdate_fmt(at: std::time::SystemTime) -> String {
+        // Via the HTTP date format chrono knows (RFC 7231's IMF-fixdate).
+        chrono::DateTime::<chrono::Utc>::from(at)
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string()
+    }
+
+    fn message() -> Message {
+        Message {
+            id: format!("msg_{}", Uuid::now_v7().simple()),
+            event_type: "item.created".into(),
+            timestamp: chrono::Utc::now(),
+            data: serde_json::json!({"id": Uuid::now_v7(), "title": "first"}),
+        }
+    }
+
+    const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const NEW: &str = "whsec_b2xkLXNlY3JldC1uZXctc2VjcmV0LWJ5dGVzISE=";
+
+    #[tokio::test]
+    async fn deliveries_are_signed_and_every_answer_is_classified() {
+        let (addr, received) = receiver().await;
+        let dev = Policy {
+            allow_insecure: true,
+            allow_private: true,
+        };
+        let dns = answers(&[("receiver.test", &["127.0.0.1"])]);
+        let sender = Sender::new(dev, dns, Duration::from_millis(500)).unwrap();
+        let base = format!("http://receiver.test:{}", addr.port());
+
+        // Signed with both secrets of a rotation; the official verifier accepts either.
+        let msg = message();
+        let outcome = sender
+            .send(
+                &format!("{base}/ok"),
+                &msg,
+                &[NEW.to_owned(), OLD.to_owned()],
+            )
+            .await;
+        assert_eq!(
+            outcome,
+            Outcome::Delivered {
+                status: 200,
+                body: "thanks".into()
+            }
+        );
+        let (headers, body) = received.lock().unwrap().pop().unwrap();
+        assert_eq!(headers["webhook-id"], msg.id.as_str());
+        assert_eq!(headers["content-type"], "application/json");
+        let signature = headers["webhook-signature"].to_str().unwrap().to_owned();
+        assert_eq!(signature.split(' ').count(), 2, "{signature}");
+        assert!(signature.split(' ').all(|s| s.starts_with("v1,")));
+        let http_headers = headers.clone();
+        for secret in [OLD, NEW] {
+            standardwebhooks::Webhook::new(secret)
+                .unwrap()
+                .verify(&body, &http_headers)
+                .unwrap();
+        }
+        let other = "whsec_c29tZW9uZS1lbHNlcy1zZWNyZXQtYnl0ZXMhIQ==";
+        assert!(
+            standardwebhooks::Webhook::new(other)
+                .unwrap()
+                .verify(&body, &http_headers)
+                .is_err()
+        );
+        let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(sent["type"], "item.created");
+        assert_eq!(sent["data"], msg.data);
+        assert!(sent["timestamp"].as_str().unwrap().ends_with('Z'));
+
+        let one = [NEW.to_owned()];
+        assert_eq!(
+            sender.send(&format!("{base}/gone"), &msg, &one).await,
+            Outcome::Gone { body: "bye".into() }
+        );
+        let Outcome::Failed {
+            status,
+            retry_after,
+            ..
+        } = sender.send(&format!("{base}/busy"), &msg, &one).await
+        else {
+            panic!("429 is a failure")
+        };
+        assert_eq!(
+            (status, retry_after),
+            (Some(429), Some(Duration::from_secs(120)))
+        );
+        let Outcome::Failed {
+            status,
+            retry_after,
+            ..
+        } = sender.send(&format!("{base}/down"), &msg, &one).await
+        else {
+            panic!("503 is a failure")
+        };
+        assert_eq!(status, Some(503));
+        let wait = retry_after.unwrap().as_secs();
+        assert!((85..=90).contains(&wait), "an HTTP date 90 s ahead: {wait}");
+        let Outcome::Failed { status, error, .. } =
+            sender.send(&format!("{base}/moved"), &msg, &one).await
+        else {
+            panic!("a redirect is a failure")
+        };
+        assert_eq!(status, Some(302));
+        assert!(error.contains("redirects are not followed"), "{error}");
+        assert!(
+            received.lock().unwrap().is_empty(),
+            "the redirect was not followed"
+        );
+        let Outcome::Failed {
+            status,
+            error,
+            body,
+            ..
+        } = sender.send(&format!("{base}/slow"), &msg, &one).await
+        else {
+            panic!("a timeout is a failure")
+        };
+        assert_eq!((status, body), (None, None));
+        assert!(error.starts_with("timed out"), "{error}");
+        let Outcome::Failed {
+            status,
+            body,
+            retry_after,
+            ..
+        } = sender.send(&format!("{base}/broken"), &msg, &one).await
+        else {
+            panic!("500 is a failure")
+        };
+        assert_eq!((status, retry_after), (Some(500), None));
+        assert_eq!(body.unwrap().len(), 1024, "kept to 1 KiB");
+    }
+
+    #[tokio::test]
+    async fn the_guard_refuses_at_delivery_too_even_a_name_that_rebinds_after_its_check() {
+        let (addr, received) = receiver().await;
+        let strict = Policy::default();
+        // Public when the guard checks it, loopback when the client resolves it.
+        let dns = answers(&[
+            ("rebind.test", &["93.184.216.34", "127.0.0.1"]),
+            ("inside.test", &["10.0.0.7"]),
+        ]);
+        let sender = Sender::new(strict, dns, Duration::from_secs(2)).unwrap();
+        let msg = message();
+        let one = [NEW.to_owned()];
+        for url in [
+            format!("http://127.0.0.1:{}/ok", addr.port()),
+            format!("https://127.0.0.1:{}/ok", addr.port()),
+            format!("https://inside.test:{}/ok", addr.port()),
+        ] {
+            let outcome = sender.send(&url, &msg, &one).await;
+            assert!(matches!(outcome, Outcome::Refused(_)), "{url}: {outcome:?}");
+        }
+        let outcome = sender
+            .send(
+                &format!("https://rebind.test:{}/ok", addr.port()),
+                &msg,
+                &one,
+            )
+            .await;
+        let Outcome::Failed { status, error, .. } = outcome else {
+            panic!("refused by the client's resolver: {outcome:?}")
+        };
+        assert_eq!(status, None);
+        assert!(error.contains("webhooks may not reach"), "{error}");
+        assert!(
+            received.lock().unwrap().is_empty(),
+            "nothing reached the receiver"
+        );
+    }
+}
