@@ -1818,3 +1818,87 @@ mod delivery {
         );
     }
 }
+
+/// The official Python `standardwebhooks` package, in `scripts/webhook-receiver`, verifies what
+/// `worker::delivery` sends: an implementation independent of the Rust signer.
+#[tokio::test]
+async fn the_python_standard_webhooks_receiver_verifies_our_signatures() {
+    use std::io::BufRead;
+    let var = |name: &str| {
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("{name} is not set: run scripts/test, which installs it"))
+    };
+    let (python, script) = (
+        var("BASALT_TEST_WEBHOOK_PYTHON"),
+        var("BASALT_TEST_WEBHOOK_RECEIVER"),
+    );
+    const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const NEW: &str = "whsec_b2xkLXNlY3JldC1uZXctc2VjcmV0LWJ5dGVzISE=";
+    const OTHER: &str = "whsec_c29tZW9uZS1lbHNlcy1zZWNyZXQtYnl0ZXMhIQ==";
+    let mut child = std::process::Command::new(python)
+        .args([&script, "--port", "0", "--secret", OLD])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let receiver = Running(Some(child));
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let addr = next()["listening"].as_str().unwrap().to_owned();
+    let dev = shared::ssrf::Policy {
+        allow_insecure: true,
+        allow_private: true,
+    };
+    let sender = worker::delivery::Sender::new(
+        dev,
+        Arc::new(shared::ssrf::SystemResolver),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let message = worker::delivery::Message {
+        id: format!("msg_{}", Uuid::now_v7().simple()),
+        event_type: "item.created".into(),
+        timestamp: chrono::Utc::now(),
+        data: serde_json::json!({"id": Uuid::now_v7(), "title": "checked in Python"}),
+    };
+    let url = format!("http://{addr}/hook");
+    // During a rotation: signed by the new secret and the old one; the receiver knows the old.
+    let outcome = sender
+        .send(&url, &message, &[NEW.to_owned(), OLD.to_owned()])
+        .await;
+    assert_eq!(
+        outcome,
+        worker::delivery::Outcome::Delivered {
+            status: 204,
+            body: String::new()
+        }
+    );
+    let seen = next();
+    assert_eq!(seen["verified"], true, "{seen}");
+    assert_eq!(seen["webhook_id"], message.id.as_str());
+    assert_eq!(seen["type"], "item.created");
+    assert_eq!(seen["data"], message.data);
+    // Signed only by a secret the receiver does not know: refused.
+    let outcome = sender.send(&url, &message, &[OTHER.to_owned()]).await;
+    assert!(
+        matches!(
+            outcome,
+            worker::delivery::Outcome::Failed {
+                status: Some(400),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(next()["verified"], false);
+    drop(receiver);
+}
