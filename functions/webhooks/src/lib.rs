@@ -4,7 +4,8 @@
 //! Routes (any authenticated caller; every query is scoped to the caller, so another user's
 //! endpoint is a 404):
 //! - `POST /v1/webhooks` — register `{url, events, description?}`; the response carries the
-//!   signing secret (`whsec_…`), shown this once and `no-store`.
+//!   signing secret (`whsec_…`), shown this once (and to a replay with the same
+//!   `Idempotency-Key`) and `no-store`.
 //! - `GET /v1/webhooks` — list (never a secret). `GET|PATCH|DELETE /v1/webhooks/{id}`; a
 //!   `PATCH` may change the URL, the events, the description, and enable it again.
 //! - `POST /v1/webhooks/{id}/rotate-secret` — a new secret; the old one keeps signing beside
@@ -26,6 +27,7 @@ use shared::{
     auth::Principal,
     error::FieldError,
     extract::{Created, Json, NoStore, Path},
+    idempotency::{Idempotent, IdempotentResponse},
     repo::webhooks::{self, NewWebhook, Webhook, WebhookChange},
     sealed::SealingKey,
     ssrf::{self, Resolve, SystemResolver},
@@ -230,8 +232,8 @@ fn check_description(description: &str, errors: &mut Vec<FieldError>) -> String 
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<NewEndpoint>,
-) -> Result<NoStore<Created<CreatedWebhook>>, ApiError> {
+    Idempotent(idempotency, Json(body)): Idempotent<Json<NewEndpoint>>,
+) -> Result<NoStore<IdempotentResponse<Created<CreatedWebhook>>>, ApiError> {
     let key = sealing_key(&state)?;
     let mut errors = Vec::new();
     let url = check_url(&state, &body.url, &mut errors).await;
@@ -240,20 +242,31 @@ async fn create(
     let Some(url) = url.filter(|_| errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
+    let user_id = principal.user_id;
+    // Shared by every attempt: one retried before COMMIT rolled back, so its secret was never
+    // stored and may be used again.
     let id = Uuid::now_v7();
-    let secret = new_secret();
-    let new = NewWebhook {
+    let secret = Arc::new(new_secret());
+    let new = Arc::new(NewWebhook {
         id,
         url,
         events,
         description,
         secret_sealed: key.seal(secret.as_bytes(), id.as_bytes()),
-    };
-    let webhook = webhooks::create(&state.db, principal.user_id, &new).await?;
-    Ok(NoStore(Created(CreatedWebhook {
-        webhook: webhook.into(),
-        secret,
-    })))
+    });
+    idempotency
+        .write(&state.db, user_id, "webhooks.create", move |tx| {
+            let (new, secret) = (new.clone(), secret.clone());
+            Box::pin(async move {
+                let webhook = webhooks::insert(tx, user_id, &new).await?;
+                Ok(Created(CreatedWebhook {
+                    webhook: webhook.into(),
+                    secret: (*secret).clone(),
+                }))
+            })
+        })
+        .await
+        .map(NoStore)
 }
 
 async fn list(

@@ -120,6 +120,25 @@ async fn endpoints_are_created_with_a_secret_shown_once_and_sealed_at_rest() {
 }
 
 #[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_same_endpoint_and_secret() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let body = json!({"url": PUBLIC, "events": ["item.updated"]});
+    let first = app
+        .post_keyed("/v1/webhooks", &user.token, "hook-1", body.clone())
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = app
+        .post_keyed("/v1/webhooks", &user.token, "hook-1", body)
+        .await;
+    assert_eq!(again.status, 201);
+    assert_eq!(header(&again, "idempotent-replayed"), "true");
+    assert_eq!(header(&again, "cache-control"), "no-store");
+    assert_eq!(again.body, first.body, "the same id and the same secret");
+    assert_eq!(app.count("webhooks").await, 1);
+}
+
+#[tokio::test]
 async fn internal_or_insecure_urls_are_refused_with_a_problem_on_url() {
     let app = spawn_app().await;
     let user = app.user().await;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{Db, DbError, PgError};
+use crate::db::{Db, DbError, PgError, Transaction};
 
 /// An endpoint as its owner sees it (never the secret).
 #[derive(Debug, Clone, PartialEq)]
@@ -58,29 +58,27 @@ const CREATE: &str = concat!(
     columns!()
 );
 
-pub async fn create(db: &Db, user_id: Uuid, new: &NewWebhook) -> Result<Webhook, DbError> {
-    let new = new.clone();
-    db.write("webhooks.create", move |tx| {
-        let new = new.clone();
-        Box::pin(async move {
-            let stmt = tx.prepare_cached(CREATE).await?;
-            let row = tx
-                .query_one(
-                    &stmt,
-                    &[
-                        &new.id,
-                        &user_id,
-                        &new.url,
-                        &new.events,
-                        &new.description,
-                        &new.secret_sealed,
-                    ],
-                )
-                .await?;
-            Webhook::from_row(&row)
-        })
-    })
-    .await
+/// Inserts an endpoint in the caller's transaction (an idempotency record's).
+pub async fn insert(
+    tx: &Transaction<'_>,
+    user_id: Uuid,
+    new: &NewWebhook,
+) -> Result<Webhook, PgError> {
+    let stmt = tx.prepare_cached(CREATE).await?;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &new.id,
+                &user_id,
+                &new.url,
+                &new.events,
+                &new.description,
+                &new.secret_sealed,
+            ],
+        )
+        .await?;
+    Webhook::from_row(&row)
 }
 
 const LIST: &str = concat!(
