@@ -355,9 +355,33 @@ impl Db {
         Self::connect_lazy(settings.url(), settings.pool_max, settings.slow_query)
     }
 
+    /// Like [`Db::new`], with `-c name=value` session settings for every connection in front
+    /// of any the URL's `options` carries. The worker's sessions use it for
+    /// `synchronous_commit=off` (see `worker::serve`).
+    pub fn with_session_settings(
+        settings: &DatabaseSettings,
+        session: &str,
+    ) -> Result<Self, DbError> {
+        Self::connect(
+            settings.url(),
+            settings.pool_max,
+            settings.slow_query,
+            Some(session),
+        )
+    }
+
     /// Like [`Db::new`], from a connection string (`sslmode`/`sslrootcert` honoured as libpq
     /// does, see `crate::tls`).
     pub fn connect_lazy(url: &str, max_size: usize, slow: Duration) -> Result<Self, DbError> {
+        Self::connect(url, max_size, slow, None)
+    }
+
+    fn connect(
+        url: &str,
+        max_size: usize,
+        slow: Duration,
+        session: Option<&str>,
+    ) -> Result<Self, DbError> {
         let config_error = |reason: String| DbError {
             op: "db.connect",
             failure: DbFailure::Config(reason),
@@ -369,6 +393,13 @@ impl Db {
             crate::tls::postgres(url).map_err(|e| config_error(format!("DATABASE_URL: {e}")))?;
         if pg.get_application_name().is_none() {
             pg.application_name("basalt");
+        }
+        if let Some(session) = session {
+            let options = match pg.get_options() {
+                Some(theirs) => format!("{session} {theirs}"),
+                None => session.to_owned(),
+            };
+            pg.options(options);
         }
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(Duration::from_secs(5));

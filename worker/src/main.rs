@@ -147,9 +147,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Env::from_process_with(Runtime::Host, overrides).context("invalid configuration")?;
     let database = DatabaseSettings::from_env(&env).context("invalid configuration")?;
     let log_format = LogFormat::from_env(&env).context("invalid configuration")?;
-    let db = Db::new(&database)?;
     let jobs = match command {
         Command::Serve(_) => {
+            let db = Db::with_session_settings(&database, worker::WORKER_SESSION)?;
             let settings = WorkerSettings::from_env(&env).context("invalid configuration")?;
             telemetry::init(log_format);
             worker::serve(
@@ -165,6 +165,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Jobs(jobs) => jobs,
     };
+    // Operators' commands keep synchronous commits: a replay they were told happened did.
+    let db = Db::new(&database)?;
     let out = match jobs {
         Jobs::Stats => ops::stats(&db).await?,
         Jobs::List { state, kind, limit } => ops::list(&db, &state, kind.as_deref(), limit).await?,

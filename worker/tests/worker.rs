@@ -1902,3 +1902,40 @@ async fn the_python_standard_webhooks_receiver_verifies_our_signatures() {
     assert_eq!(next()["verified"], false);
     drop(receiver);
 }
+
+#[tokio::test]
+async fn worker_sessions_commit_without_waiting_for_the_flush_and_keep_the_urls_options() {
+    let url = shared::testing::create_database().await;
+    // The test server commits asynchronously everywhere (scripts/test's tuning): this
+    // database does not, so ours is seen to apply.
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    Db::connect_lazy(&url, 1, Duration::from_secs(5))
+        .unwrap()
+        .read("test.sync_on", |c| {
+            let sql = format!("ALTER DATABASE {name} SET synchronous_commit = on");
+            async move { c.batch_execute(&sql).await }
+        })
+        .await
+        .unwrap();
+    // An `options` of the operator's own in DATABASE_URL stays in force beside ours.
+    let with_options = format!("{url}?options=-c%20statement_timeout%3D4321");
+    let env = shared::config::Env::from_lookup(shared::config::Runtime::Host, move |name| {
+        (name == "DATABASE_URL").then(|| with_options.clone())
+    })
+    .unwrap();
+    let settings = shared::config::DatabaseSettings::from_env(&env).unwrap();
+    let show = |db: Db, name: &'static str| async move {
+        db.read("test.show", |c| async move {
+            c.query_one(&format!("SHOW {name}"), &[])
+                .await?
+                .try_get::<_, String>(0)
+        })
+        .await
+        .unwrap()
+    };
+    let worker_db = Db::with_session_settings(&settings, worker::WORKER_SESSION).unwrap();
+    assert_eq!(show(worker_db.clone(), "synchronous_commit").await, "off");
+    assert_eq!(show(worker_db, "statement_timeout").await, "4321ms");
+    let api_db = Db::new(&settings).unwrap();
+    assert_eq!(show(api_db, "synchronous_commit").await, "on");
+}

@@ -155,7 +155,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let env = Env::from_process(Runtime::Host).context("invalid configuration")?;
     let database = DatabaseSettings::from_env(&env).context("invalid configuration")?;
-    let db = Db::new(&database)?;
+    // `serve` is `worker serve`, its sessions' settings included; the load (`insert`,
+    // `enqueue`) commits synchronously, like the API it stands for.
+    let db = if matches!(cli.command, Command::Serve) {
+        Db::with_session_settings(&database, worker::WORKER_SESSION)?
+    } else {
+        Db::new(&database)?
+    };
     match cli.command {
         Command::Serve => {
             let settings = WorkerSettings::from_env(&env).context("invalid configuration")?;
