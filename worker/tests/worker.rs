@@ -1433,18 +1433,7 @@ async fn readyz_follows_a_real_database_stop_and_start_and_the_listener_subscrib
         .and_then(|(_, rest)| rest.split('/').next())
         .unwrap()
         .to_owned();
-    let (client, driver) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let driver = tokio::spawn(driver);
-    let name = format!("basalt_outage_{}", Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    drop(client);
-    let _ = driver.await;
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = shared::testing::create_database_on(&admin).await;
     let db = Db::connect_lazy(&url, 2, Duration::from_secs(5)).unwrap();
     db.migrate().await.unwrap();
     let service = |call: String| {

@@ -124,10 +124,18 @@ pub async fn connect(
 
 /// Creates an empty database with a unique name and returns its URL.
 pub async fn create_database() -> String {
-    let admin = admin_url();
-    let (client, driver) = connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {ADMIN_URL_VAR}={admin}: {e}"));
+    create_database_on(&admin_url()).await
+}
+
+/// Like [`create_database`], on the server of another admin URL (the worker's outage test
+/// has a PostgreSQL of its own).
+pub async fn create_database_on(admin: &str) -> String {
+    let admin = admin.to_owned();
+    let (client, driver) = connect(&admin).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to the admin URL {admin} ({ADMIN_URL_VAR} or the outage server): {e}"
+        )
+    });
     let name = format!("basalt_test_{}", Uuid::new_v4().simple());
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
