@@ -23,9 +23,11 @@ API) drives both systems, so they see the same load. Prints a table, the two rat
 their targets and an `N passed, N failed` line.
 """
 import argparse
+import base64
 import glob
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -200,7 +202,9 @@ class Basalt:
     def worker(self, url):
         env = dict(os.environ, DATABASE_URL=with_app(url, WORKER_APP.format(self.name),
                                                       self.args.basalt_pg_options),
-                   WORKER_HEALTH_ADDR="127.0.0.1:0", LOG_FORMAT="json", RUST_LOG="warn")
+                   WORKER_HEALTH_ADDR="127.0.0.1:0", LOG_FORMAT="json", RUST_LOG="warn",
+                   # worker serve signs webhooks, so it needs a key (no webhook runs here).
+                   WEBHOOK_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode())
         return [self.args.testbed, "serve"], env
 
 

@@ -18,7 +18,8 @@ lambda_smoke() {
   log=$(mktemp /tmp/basalt-lambda-smoke.XXXXXX)
   (
     export DATABASE_URL=${db_url} REDIS_URL=${redis_url} BASALT_DEV=1 LOG_FORMAT=json \
-      JWT_SECRET=lambda-smoke-only-jwt-secret-lambda-smoke-only RUST_LOG=info
+      JWT_SECRET=lambda-smoke-only-jwt-secret-lambda-smoke-only RUST_LOG=info \
+      WEBHOOK_ENCRYPTION_KEY=bGFtYmRhLXNtb2tlLW9ubHktd2ViaG9vay1rZXktMzI=
     "${CARGO_TARGET_DIR:-${REPO}/target}/debug/host" migrate >/dev/null
     # On TERM, watch stops the function processes it started (each in a group of its own).
     exec cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "${port}" \
@@ -76,6 +77,19 @@ lambda_smoke() {
   else
     printf '  %-9s %-16s %s\n' items "(function URL)" 200 >&2
   fi
+  # The scheduled worker, invoked with an EventBridge event: it drains the item.created job
+  # the invocations above enqueued (webhook fan-out, to no endpoint here).
+  local drained
+  drained=$(cargo lambda invoke worker-drain -A 127.0.0.1 -P "${port}" \
+    --data-file events/scheduled/worker-drain.json 2>&1) || true
+  if ! jq -e '.finish == "empty" and .busy_polls >= 1' <<<"${drained}" >/dev/null 2>&1; then
+    _smoke_fail "worker-drain: expected a drained queue, got: ${drained}"
+  elif [[ $(psql "${db_url}" -XAtc "select count(*) from jobs where state <> 'completed'") != 0 ]]; then
+    _smoke_fail "worker-drain: jobs are left: $(psql "${db_url}" -XAtc 'select kind, state from jobs')"
+  else
+    printf '  %-9s %-16s %s\n' worker-drain "(scheduled)" "$(jq -c . <<<"${drained}")" >&2
+  fi
+
   # The host is offered by watch but is not a function: it must fail fast, not hang.
   local body
   body=$(curl -s -m 120 "http://127.0.0.1:${port}/lambda-url/host/health" || true)

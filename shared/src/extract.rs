@@ -164,32 +164,53 @@ impl<T: JsonSchema> OperationOutput for Json<T> {
     }
 }
 
-/// `201 Created` with a JSON body.
-#[derive(Debug)]
-pub struct Created<T>(pub T);
+/// A JSON body under a fixed success status, documented as that status in OpenAPI.
+macro_rules! json_with_status {
+    ($(#[$doc:meta])* $name:ident, $status:ident, $code:literal) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<T>(pub T);
 
-impl<T: Serialize> IntoResponse for Created<T> {
-    fn into_response(self) -> Response {
-        json_response(StatusCode::CREATED, &self.0)
-    }
+        impl<T: Serialize> IntoResponse for $name<T> {
+            fn into_response(self) -> Response {
+                json_response(StatusCode::$status, &self.0)
+            }
+        }
+
+        impl<T: JsonSchema> OperationOutput for $name<T> {
+            type Inner = T;
+
+            fn operation_response(
+                ctx: &mut GenContext,
+                operation: &mut Operation,
+            ) -> Option<DocResponse> {
+                axum::Json::<T>::operation_response(ctx, operation)
+            }
+
+            fn inferred_responses(
+                ctx: &mut GenContext,
+                operation: &mut Operation,
+            ) -> Vec<(Option<u16>, DocResponse)> {
+                Self::operation_response(ctx, operation)
+                    .map(|r| vec![(Some($code), r)])
+                    .unwrap_or_default()
+            }
+        }
+    };
 }
 
-impl<T: JsonSchema> OperationOutput for Created<T> {
-    type Inner = T;
-
-    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
-        axum::Json::<T>::operation_response(ctx, operation)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        operation: &mut Operation,
-    ) -> Vec<(Option<u16>, DocResponse)> {
-        Self::operation_response(ctx, operation)
-            .map(|r| vec![(Some(201), r)])
-            .unwrap_or_default()
-    }
-}
+json_with_status!(
+    /// `201 Created` with a JSON body.
+    Created,
+    CREATED,
+    201
+);
+json_with_status!(
+    /// `202 Accepted` with a JSON body: queued work (a webhook delivery), not done yet.
+    Accepted,
+    ACCEPTED,
+    202
+);
 
 /// A response that carries a credential (an access token, an API key, a signing secret):
 /// `Cache-Control: no-store`, so no browser, proxy or CDN keeps a copy (RFC 9111 §5.2.2.5;

@@ -1,7 +1,7 @@
 //! Running a router as a Lambda function, through the same chain as the host.
 //!
 //! `lambda_runtime::run` (which `lambda_http::run` wraps) panics outside Lambda: it needs the
-//! runtime API's environment. Only [`run`] and [`refuse_invocations`] call it (clippy.toml bans
+//! runtime API's environment. Only [`run`], [`run_events`] and [`refuse_invocations`] call it (clippy.toml bans
 //! it elsewhere), and the host calls it only when it was started as a function by mistake.
 //!
 //! Before the chain runs, [`handler`] puts the client's path back (no stage prefix) and turns
@@ -48,6 +48,23 @@ pub async fn run(router: Router<AppState>) -> Result<(), lambda_http::Error> {
     #[allow(clippy::disallowed_methods)] // the one call (see the module docs)
     lambda_runtime::run(handler(app)).await
 }
+
+/// The entry point of a function that is not HTTP (the worker's scheduled drain): the runtime
+/// loop, `handler` called with each event. The caller has read its configuration and set up
+/// telemetry.
+pub async fn run_events<E, R, F, Fut>(handler: F) -> Result<(), lambda_http::Error>
+where
+    E: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+    F: Fn(LambdaEvent<E>) -> Fut,
+    Fut: std::future::Future<Output = Result<R, lambda_http::Error>> + Send,
+{
+    #[allow(clippy::disallowed_methods)] // started by the runtime, like `run`
+    lambda_runtime::run(lambda_runtime::service_fn(handler)).await
+}
+
+/// An invocation: its event and the runtime's context (`deadline`, `request_id`).
+pub use lambda_http::lambda_runtime::{Context as InvocationContext, LambdaEvent as Invocation};
 
 /// Without Redis every container counts its own budgets, and API Gateway runs as many containers
 /// as there are concurrent requests: N warm containers let a client through up to N times each

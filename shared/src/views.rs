@@ -5,7 +5,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::repo::users::User;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+use crate::{
+    error::ApiError,
+    repo::{items::Item, users::User},
+};
 
 /// A user as clients see it: never the password hash.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -29,12 +34,101 @@ impl From<User> for UserView {
     }
 }
 
+/// An item as clients see it, and as webhooks' `item.*` events carry it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ItemView {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Item> for ItemView {
+    fn from(i: Item) -> Self {
+        Self {
+            id: i.id,
+            title: i.title,
+            description: i.description,
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
 /// A page of a list endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of at most `limit` of `rows`, fetched with `limit + 1` rows so one more tells
+    /// that another page exists (no count query); the cursor is the last shown row's `id`.
+    pub fn from_rows<R>(
+        mut rows: Vec<R>,
+        limit: u32,
+        id: impl Fn(&R) -> Uuid,
+        view: impl FnMut(R) -> T,
+    ) -> Self {
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| encode_cursor(id(r)))
+        } else {
+            None
+        };
+        Self {
+            items: rows.into_iter().map(view).collect(),
+            next_cursor,
+        }
+    }
+}
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_PAGE_LIMIT: u32 = 20;
+/// The largest `limit`.
+pub const MAX_PAGE_LIMIT: u32 = 100;
+
+/// `?limit=&cursor=` of a keyset-paginated list (newest first, by UUIDv7 id).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct PageParams {
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    /// The id to list before (none for the first page) and the page size; a 400 naming the
+    /// parameter otherwise.
+    pub fn parse(&self) -> Result<(Option<Uuid>, u32), ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+        if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request("limit must be between 1 and 100"));
+        }
+        let before = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => {
+                Some(decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?)
+            }
+        };
+        Ok((before, limit))
+    }
+}
+
+/// Cursors are opaque to clients: the last id of a page, base64url-encoded, so the encoding
+/// can change without breaking anyone who treats it as a string.
+pub fn encode_cursor(last: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+pub fn decode_cursor(cursor: &str) -> Option<Uuid> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    Uuid::from_slice(&bytes).ok()
 }
 
 /// Serialises a timestamp exactly as chrono's `Serialize` does (RFC 3339, `Z`, 0/3/6/9

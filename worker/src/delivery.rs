@@ -5,12 +5,12 @@
 //! a client that only connects to addresses the SSRF guard has checked, with a timeout and no
 //! redirects; the answer classified as the retry schedule needs it.
 //!
-//! The webhook delivery worker (fan-out, schedule, endpoint disabling) is built on this; see
-//! issue 13.
+//! The webhook delivery worker ([`crate::webhooks`]: schedule, endpoint disabling) is built on
+//! this.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use reqwest::{StatusCode, header::HeaderMap};
 use shared::ssrf::{self, Policy, Refused, Resolve};
 
@@ -19,28 +19,7 @@ pub const MAX_RESPONSE_BYTES: usize = 1024;
 /// The spec's recommendation, and what receivers expect.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A message to deliver: `id` (`msg_…`) stays the same across retries, so receivers can
-/// drop duplicates.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub id: String,
-    pub event_type: String,
-    pub timestamp: DateTime<Utc>,
-    pub data: serde_json::Value,
-}
-
-impl Message {
-    /// The body as sent (and as signed).
-    pub fn body(&self) -> Vec<u8> {
-        serde_json::json!({
-            "type": self.event_type,
-            "timestamp": self.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "data": self.data,
-        })
-        .to_string()
-        .into_bytes()
-    }
-}
+pub use shared::repo::webhook_deliveries::Message;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,9 +131,11 @@ impl Sender {
         if let Err(refused) = ssrf::check(url, self.policy, &self.resolver).await {
             return Outcome::Refused(refused);
         }
-        let body = message.body();
-        let timestamp = message.timestamp.timestamp();
-        let signature = match signature(secrets, &message.id, timestamp, &body) {
+        let body = message.body.as_bytes();
+        // The attempt's time, not the event's: receivers refuse old timestamps (replays), and
+        // a retry may come a day after the event.
+        let timestamp = Utc::now().timestamp();
+        let signature = match signature(secrets, &message.message_id, timestamp, body) {
             Ok(s) => s,
             Err(e) => {
                 return Outcome::Failed {
@@ -169,10 +150,10 @@ impl Sender {
             .client
             .post(url)
             .header("content-type", "application/json")
-            .header("webhook-id", &message.id)
+            .header("webhook-id", &message.message_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
-            .body(body)
+            .body(message.body.clone())
             .send()
             .await;
         let response = match sent {

@@ -12,13 +12,17 @@
 //!   completes or fails a kind's jobs.
 //! - [`listen`]: the process's one `LISTEN` connection, waking a kind's worker on `NOTIFY`.
 //! - [`handlers`]: the kinds this process drains.
+//! - [`webhooks`]: webhooks' fan-out of item events and their delivery attempts.
 //! - [`retention`]: the maintenance worker deleting old completed jobs.
 //! - [`ops`]: `worker jobs stats|list|retry|discard`.
 //! - [`delivery`]: one signed webhook delivery attempt through the SSRF-pinned client.
+//! - [`drain`] and [`scheduled`]: the same queue workers polled in rounds until nothing is
+//!   due, as the scheduled Lambda function `worker-drain`.
 //!
 //! [`serve`] is what `main` runs; tests call it (and the pieces) directly.
 
 pub mod delivery;
+pub mod drain;
 pub mod handlers;
 pub mod health;
 pub mod listen;
@@ -27,6 +31,8 @@ pub mod ops;
 pub mod queue;
 pub mod retention;
 pub mod runner;
+pub mod scheduled;
+pub mod webhooks;
 
 use std::{future::Future, sync::Arc};
 
@@ -36,7 +42,7 @@ use tokio::net::TcpListener;
 use crate::{
     health::Health,
     metrics::Metrics,
-    queue::Queues,
+    queue::{Queues, Target},
     runner::{Cadence, RunError, Runner},
 };
 
@@ -122,7 +128,7 @@ where
 
     let mut runner = Runner::new(Cadence::from(settings), health).metrics(metrics.clone());
     let mut queues = Queues::new(
-        &mut runner,
+        Target::Runner(&mut runner),
         db,
         owner_id(),
         settings.lease,

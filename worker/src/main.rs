@@ -1,18 +1,19 @@
 //! `worker [serve]` drains the job queue until SIGTERM/SIGINT; `worker jobs …` shows and
 //! repairs it (see the `worker` library). Reads only the database settings (`DATABASE_URL`,
-//! …), the `WORKER_*`/`JOBS_*` settings and `LOG_FORMAT`: it needs no `JWT_SECRET`.
+//! …), the `WORKER_*`/`JOBS_*` settings, the `WEBHOOK_*` settings (`serve` requires
+//! `WEBHOOK_ENCRYPTION_KEY`: it signs deliveries) and `LOG_FORMAT`: it needs no `JWT_SECRET`.
 
 use std::{collections::HashMap, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shared::{
-    config::{DatabaseSettings, Env, LogFormat, Runtime, WorkerSettings},
+    config::{DatabaseSettings, Env, LogFormat, Runtime, WebhookSettings, WorkerSettings},
     db::Db,
     telemetry,
 };
 use uuid::Uuid;
-use worker::{ServeError, handlers, ops, runner::RunError};
+use worker::{ServeError, handlers, ops, runner::RunError, webhooks::Webhooks};
 
 /// The Basalt worker. Settings come from the environment (README, "Configuration").
 #[derive(Debug, Parser)]
@@ -151,12 +152,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(_) => {
             let db = Db::with_session_settings(&database, worker::WORKER_SESSION)?;
             let settings = WorkerSettings::from_env(&env).context("invalid configuration")?;
+            let webhook_settings =
+                WebhookSettings::from_env(&env).context("invalid configuration")?;
+            let webhooks =
+                Webhooks::new(db.clone(), &webhook_settings).context("invalid configuration")?;
             telemetry::init(log_format);
             worker::serve(
                 db,
                 database.url(),
                 &settings,
-                handlers::register,
+                handlers::register(webhooks),
                 shared::signal::terminate_or_interrupt,
             )
             .await?;

@@ -14,6 +14,7 @@ use shared::{
 use tokio::task::JoinSet;
 
 use crate::{
+    drain::Drain,
     metrics::{Metrics, Outcome as Counted},
     runner::{Poll, Runner, Stop, Wake, WorkError, Worker},
 };
@@ -59,6 +60,8 @@ pub struct QueueWorker<H> {
     batch: i64,
     lease: Duration,
     metrics: Option<Metrics>,
+    /// Any claim counts as busy (see [`QueueWorker::eager`]).
+    eager: bool,
 }
 
 impl<H: JobHandler> QueueWorker<H> {
@@ -72,7 +75,16 @@ impl<H: JobHandler> QueueWorker<H> {
             batch: 10,
             lease: Duration::from_secs(30),
             metrics: None,
+            eager: false,
         }
+    }
+
+    /// Every poll that claimed a job is [`Poll::Busy`], a short batch too: for a caller that
+    /// stops at the first round in which nothing was claimed (the Lambda drain), where a
+    /// `NOTIFY` would not come to end a wait.
+    pub fn eager(mut self, eager: bool) -> Self {
+        self.eager = eager;
+        self
     }
 
     /// Records outcomes and claim waits in `metrics`.
@@ -226,7 +238,7 @@ impl<H: JobHandler> Worker for QueueWorker<H> {
         // A full batch may have left more behind: poll again at once. A short one took all
         // that was due, so polling again would only find nothing; a job enqueued meanwhile
         // sent a NOTIFY, which ends the next wait at once (a `Wake` is kept while busy).
-        let full = claimed.len() as i64 >= self.batch;
+        let full = self.eager || claimed.len() as i64 >= self.batch;
         self.run_batch(claimed, stop).await?;
         Ok(if full { Poll::Busy } else { Poll::Idle })
     }
@@ -236,7 +248,7 @@ impl<H: JobHandler> Worker for QueueWorker<H> {
 /// [`QueueWorker`] under the runner (named `jobs:<kind>`), leased and batched as configured,
 /// and registers its kind for the `LISTEN` connection to wake.
 pub struct Queues<'r> {
-    runner: &'r mut Runner,
+    target: Target<'r>,
     db: Db,
     owner: String,
     lease: Duration,
@@ -245,9 +257,18 @@ pub struct Queues<'r> {
     wakes: HashMap<String, Wake>,
 }
 
+/// Where [`Queues::drain`] puts a kind's worker.
+pub enum Target<'r> {
+    /// Under the runner, woken by `NOTIFY` (`worker serve`).
+    Runner(&'r mut Runner),
+    /// Polled in rounds until none claims anything (the Lambda drain); its workers are eager
+    /// ([`QueueWorker::eager`]).
+    Drain(&'r mut Drain),
+}
+
 impl<'r> Queues<'r> {
     pub fn new(
-        runner: &'r mut Runner,
+        target: Target<'r>,
         db: Db,
         owner: String,
         lease: Duration,
@@ -255,7 +276,7 @@ impl<'r> Queues<'r> {
         metrics: Metrics,
     ) -> Self {
         Self {
-            runner,
+            target,
             db,
             owner,
             lease,
@@ -271,7 +292,13 @@ impl<'r> Queues<'r> {
             .lease(self.lease)
             .batch(self.batch)
             .metrics(self.metrics.clone());
-        let wake = self.runner.spawn(worker);
+        let wake = match &mut self.target {
+            Target::Runner(runner) => runner.spawn(worker),
+            Target::Drain(drain) => {
+                drain.push(worker.eager(true));
+                Wake::default()
+            }
+        };
         let previous = self.wakes.insert(H::Job::KIND.to_owned(), wake);
         assert!(previous.is_none(), "{} is drained twice", H::Job::KIND);
         self

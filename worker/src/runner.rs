@@ -123,6 +123,19 @@ impl Stop {
         }
     }
 
+    /// A stop whose grace runs out at `at`: for a poll that must return by then (the scheduled
+    /// Lambda drain, which then releases what is still running).
+    pub fn aborting_at(at: tokio::time::Instant) -> Self {
+        let stop = Self::never();
+        if let Some(senders) = stop._senders.clone() {
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let _ = senders.1.send(true);
+            });
+        }
+        stop
+    }
+
     /// A signal arrived: finish what is running, start nothing new.
     pub fn is_draining(&self) -> bool {
         *self.draining.borrow()

@@ -722,6 +722,7 @@ fn spawn_worker(url: &str) -> std::process::Child {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("DATABASE_URL", url)
+        .env("WEBHOOK_ENCRYPTION_KEY", shared::testing::TEST_WEBHOOK_KEY)
         .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
         // Polls so rare that only a NOTIFY can explain a job started within the test.
         .env("WORKER_POLL_ACTIVE_MS", "30000")
@@ -881,6 +882,7 @@ async fn the_binary_exits_non_zero_after_max_failures() {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
         .env_clear()
         .env("DATABASE_URL", &missing)
+        .env("WEBHOOK_ENCRYPTION_KEY", shared::testing::TEST_WEBHOOK_KEY)
         .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
         .env("WORKER_POLL_ACTIVE_MS", "5")
         .env("WORKER_POLL_IDLE_MS", "20")
@@ -1175,6 +1177,7 @@ fn spawn_testbed(url: &str, settings: &[(&str, &str)]) -> Running {
         .arg("serve")
         .env_clear()
         .env("DATABASE_URL", url)
+        .env("WEBHOOK_ENCRYPTION_KEY", shared::testing::TEST_WEBHOOK_KEY)
         .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
         .env("WORKER_POLL_ACTIVE_MS", "50")
         .env("WORKER_POLL_IDLE_MS", "200")
@@ -1457,6 +1460,7 @@ async fn readyz_follows_a_real_database_stop_and_start_and_the_listener_subscrib
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("DATABASE_URL", &url)
+        .env("WEBHOOK_ENCRYPTION_KEY", shared::testing::TEST_WEBHOOK_KEY)
         .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
@@ -1642,13 +1646,9 @@ mod delivery {
             .to_string()
     }
 
-    fn message() -> Message {
-        Message {
-            id: format!("msg_{}", Uuid::now_v7().simple()),
-            event_type: "item.created".into(),
-            timestamp: chrono::Utc::now(),
-            data: serde_json::json!({"id": Uuid::now_v7(), "title": "first"}),
-        }
+    fn message() -> (Message, serde_json::Value) {
+        let data = serde_json::json!({"id": Uuid::now_v7(), "title": "first"});
+        (Message::new(Uuid::now_v7(), "item.created", &data), data)
     }
 
     const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -1666,7 +1666,7 @@ mod delivery {
         let base = format!("http://receiver.test:{}", addr.port());
 
         // Signed with both secrets of a rotation; the official verifier accepts either.
-        let msg = message();
+        let (msg, data) = message();
         let outcome = sender
             .send(
                 &format!("{base}/ok"),
@@ -1682,7 +1682,7 @@ mod delivery {
             }
         );
         let (headers, body) = received.lock().unwrap().pop().unwrap();
-        assert_eq!(headers["webhook-id"], msg.id.as_str());
+        assert_eq!(headers["webhook-id"], msg.message_id.as_str());
         assert_eq!(headers["content-type"], "application/json");
         let signature = headers["webhook-signature"].to_str().unwrap().to_owned();
         assert_eq!(signature.split(' ').count(), 2, "{signature}");
@@ -1703,7 +1703,7 @@ mod delivery {
         );
         let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(sent["type"], "item.created");
-        assert_eq!(sent["data"], msg.data);
+        assert_eq!(sent["data"], data);
         assert!(sent["timestamp"].as_str().unwrap().ends_with('Z'));
 
         let one = [NEW.to_owned()];
@@ -1779,7 +1779,7 @@ mod delivery {
             ("inside.test", &["10.0.0.7"]),
         ]);
         let sender = Sender::new(strict, dns, Duration::from_secs(2)).unwrap();
-        let msg = message();
+        let (msg, _) = message();
         let one = [NEW.to_owned()];
         for url in [
             format!("http://127.0.0.1:{}/ok", addr.port()),
@@ -1812,37 +1812,12 @@ mod delivery {
 /// `worker::delivery` sends: an implementation independent of the Rust signer.
 #[tokio::test]
 async fn the_python_standard_webhooks_receiver_verifies_our_signatures() {
-    use std::io::BufRead;
-    let var = |name: &str| {
-        std::env::var(name)
-            .unwrap_or_else(|_| panic!("{name} is not set: run scripts/test, which installs it"))
-    };
-    let (python, script) = (
-        var("BASALT_TEST_WEBHOOK_PYTHON"),
-        var("BASALT_TEST_WEBHOOK_RECEIVER"),
-    );
     const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const NEW: &str = "whsec_b2xkLXNlY3JldC1uZXctc2VjcmV0LWJ5dGVzISE=";
     const OTHER: &str = "whsec_c29tZW9uZS1lbHNlcy1zZWNyZXQtYnl0ZXMhIQ==";
-    let mut child = std::process::Command::new(python)
-        .args([&script, "--port", "0", "--secret", OLD])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let receiver = Running(Some(child));
-    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let next = || rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let addr = next()["listening"].as_str().unwrap().to_owned();
+    let receiver = shared::testing::PythonReceiver::start(OLD);
+    let next = || receiver.next();
+    let addr = receiver.addr.clone();
     let dev = shared::ssrf::Policy {
         allow_insecure: true,
         allow_private: true,
@@ -1853,12 +1828,8 @@ async fn the_python_standard_webhooks_receiver_verifies_our_signatures() {
         Duration::from_secs(10),
     )
     .unwrap();
-    let message = worker::delivery::Message {
-        id: format!("msg_{}", Uuid::now_v7().simple()),
-        event_type: "item.created".into(),
-        timestamp: chrono::Utc::now(),
-        data: serde_json::json!({"id": Uuid::now_v7(), "title": "checked in Python"}),
-    };
+    let data = serde_json::json!({"id": Uuid::now_v7(), "title": "checked in Python"});
+    let message = worker::delivery::Message::new(Uuid::now_v7(), "item.created", &data);
     let url = format!("http://{addr}/hook");
     // During a rotation: signed by the new secret and the old one; the receiver knows the old.
     let outcome = sender
@@ -1873,9 +1844,9 @@ async fn the_python_standard_webhooks_receiver_verifies_our_signatures() {
     );
     let seen = next();
     assert_eq!(seen["verified"], true, "{seen}");
-    assert_eq!(seen["webhook_id"], message.id.as_str());
+    assert_eq!(seen["webhook_id"], message.message_id.as_str());
     assert_eq!(seen["type"], "item.created");
-    assert_eq!(seen["data"], message.data);
+    assert_eq!(seen["data"], data);
     // Signed only by a secret the receiver does not know: refused.
     let outcome = sender.send(&url, &message, &[OTHER.to_owned()]).await;
     assert!(

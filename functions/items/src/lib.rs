@@ -7,26 +7,22 @@
 //! - `GET|PATCH|DELETE /v1/items/{id}` — read, change, delete one.
 
 use axum::{extract::State, response::NoContent};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::{
     ApiError, AppState,
     auth::Principal,
     error::FieldError,
     extract::{Created, Json, Path, Query},
     idempotency::{Idempotent, IdempotentResponse},
-    repo::items::{self, Item},
+    repo::items,
     validate,
-    views::Page,
+    views::{Page, PageParams},
 };
 use uuid::Uuid;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
-pub const DEFAULT_LIMIT: u32 = 20;
-pub const MAX_LIMIT: u32 = 100;
 
 shared::routes! {
     "/v1/items" => {
@@ -44,29 +40,7 @@ shared::routes! {
     },
 }
 
-/// An item as clients see it.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ItemView {
-    pub id: Uuid,
-    pub title: String,
-    pub description: String,
-    #[serde(serialize_with = "shared::views::rfc3339")]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "shared::views::rfc3339")]
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Item> for ItemView {
-    fn from(i: Item) -> Self {
-        Self {
-            id: i.id,
-            title: i.title,
-            description: i.description,
-            created_at: i.created_at,
-            updated_at: i.updated_at,
-        }
-    }
-}
+pub use shared::views::{ItemView, decode_cursor, encode_cursor};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -83,14 +57,6 @@ pub struct NewItem {
 pub struct ItemChanges {
     pub title: Option<String>,
     pub description: Option<String>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ListParams {
-    /// Page size, 1–100 (default 20).
-    pub limit: Option<u32>,
-    /// `next_cursor` from the previous page.
-    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -118,42 +84,15 @@ fn check_description(description: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// Cursors are opaque to clients: the last id of a page, base64url-encoded, so the encoding
-/// can change without breaking anyone who treats it as a string.
-pub fn encode_cursor(last: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(last.as_bytes())
-}
-
-pub fn decode_cursor(cursor: &str) -> Option<Uuid> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    Uuid::from_slice(&bytes).ok()
-}
-
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<Page<ItemView>>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 100"));
-    }
-    let before = match params.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
-    };
+    let (before, limit) = params.parse()?;
     // One extra row tells whether another page exists without a count query.
-    let mut rows = items::list(&state.db, principal.user_id, before, i64::from(limit) + 1).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|i| encode_cursor(i.id))
-    } else {
-        None
-    };
-    Ok(Json(Page {
-        items: rows.into_iter().map(ItemView::from).collect(),
-        next_cursor,
-    }))
+    let rows = items::list(&state.db, principal.user_id, before, i64::from(limit) + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |i| i.id, ItemView::from)))
 }
 
 async fn create(

@@ -10,6 +10,11 @@
 //!   `PATCH` may change the URL, the events, the description, and enable it again.
 //! - `POST /v1/webhooks/{id}/rotate-secret` — a new secret; the old one keeps signing beside
 //!   it for 24 hours, so receivers can switch without losing a delivery.
+//! - `POST /v1/webhooks/{id}/test` — queue a `webhook.test` message to the endpoint (202, the
+//!   delivery).
+//! - `GET /v1/webhooks/{id}/deliveries?limit=&cursor=` — its deliveries, newest first,
+//!   keyset-paginated like items; `POST /v1/webhooks/{id}/deliveries/{delivery_id}/retry` —
+//!   replay one now (202).
 //!
 //! Every URL passes the SSRF guard (`shared::ssrf`): `https` only, and no host that resolves to
 //! an internal address; refusals are 422s on `url`. Secrets are sealed at rest under
@@ -26,13 +31,16 @@ use shared::{
     ApiError, AppState,
     auth::Principal,
     error::FieldError,
-    extract::{Created, Json, NoStore, Path},
+    extract::{Accepted, Created, Json, NoStore, Path, Query},
     idempotency::{Idempotent, IdempotentResponse},
-    repo::webhooks::{self, NewWebhook, Webhook, WebhookChange},
+    repo::{
+        webhook_deliveries::{self, Delivery, DeliveryState, Message, Replay},
+        webhooks::{self, NewWebhook, Webhook, WebhookChange},
+    },
     sealed::SealingKey,
     ssrf::{self, Resolve, SystemResolver},
     validate,
-    views::Page,
+    views::{Page, PageParams},
 };
 use uuid::Uuid;
 
@@ -72,6 +80,24 @@ shared::routes! {
             )
         }),
     },
+    "/v1/webhooks/{id}/test" => {
+        Post(send_test, |op| {
+            op.tag("webhooks")
+                .summary("Send a webhook.test message to the endpoint")
+        }),
+    },
+    "/v1/webhooks/{id}/deliveries" => {
+        Get(list_deliveries, |op| {
+            op.tag("webhooks")
+                .summary("List the endpoint's deliveries, newest first")
+        }),
+    },
+    "/v1/webhooks/{id}/deliveries/{delivery_id}/retry" => {
+        Post(retry_delivery, |op| {
+            op.tag("webhooks")
+                .summary("Replay a delivery now (also a delivered or dead one)")
+        }),
+    },
 }
 
 /// An endpoint as its owner sees it.
@@ -102,6 +128,49 @@ impl From<Webhook> for WebhookView {
             disabled_reason: w.disabled_reason,
             created_at: w.created_at,
             updated_at: w.updated_at,
+        }
+    }
+}
+
+/// One message to one endpoint, and how its attempts went.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    /// The `webhook-id` header: the same on every attempt (receivers drop duplicates by it).
+    pub message_id: String,
+    pub event_type: String,
+    /// `pending` (an attempt is due at `next_attempt_at`), `delivered` or `dead`.
+    pub state: DeliveryState,
+    pub attempts: i32,
+    /// The last attempt's HTTP status; `null` before one, or when it got no answer.
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    /// At most 1 KiB of the last answer's body.
+    pub response_body: Option<String>,
+    #[serde(serialize_with = "shared::views::rfc3339_opt")]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "shared::views::rfc3339_opt")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "shared::views::rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        Self {
+            id: d.id,
+            webhook_id: d.webhook_id,
+            message_id: d.message_id,
+            event_type: d.event_type,
+            state: d.state,
+            attempts: d.attempts,
+            last_status_code: d.last_status,
+            last_error: d.last_error,
+            response_body: d.response_body,
+            last_attempt_at: d.last_attempt_at,
+            next_attempt_at: d.next_attempt_at,
+            created_at: d.created_at,
         }
     }
 }
@@ -175,6 +244,12 @@ impl EventType {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct WebhookId {
     pub id: Uuid,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DeliveryId {
+    pub id: Uuid,
+    pub delivery_id: Uuid,
 }
 
 /// The sealing key, or the 503 that names the missing setting.
@@ -348,4 +423,83 @@ async fn rotate_secret(
         secret,
         previous_secret_expires_at: webhook.updated_at + chrono::Duration::seconds(overlap as i64),
     })))
+}
+
+/// When a new message's first attempt is due: the schedule's first wait from now.
+fn first_attempt_at(state: &AppState) -> DateTime<Utc> {
+    let wait = state.config.webhooks.retry_schedule.first().copied();
+    Utc::now() + chrono::Duration::from_std(wait.unwrap_or_default()).unwrap_or_default()
+}
+
+async fn send_test(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(WebhookId { id }): Path<WebhookId>,
+) -> Result<Accepted<DeliveryView>, ApiError> {
+    let user_id = principal.user_id;
+    let webhook = webhooks::get(&state.db, user_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    if !webhook.enabled {
+        return Err(endpoint_disabled());
+    }
+    let data = serde_json::json!({
+        "webhook_id": id,
+        "message": "A test message from Basalt: your endpoint receives and verifies webhooks.",
+    });
+    let message = Arc::new(Message::new(Uuid::now_v7(), TEST_EVENT, &data));
+    let first_at = first_attempt_at(&state);
+    let delivery = state
+        .db
+        .write("webhooks.test", move |tx| {
+            let message = message.clone();
+            Box::pin(async move {
+                webhook_deliveries::insert_test(tx, user_id, id, &message, first_at).await
+            })
+        })
+        .await?;
+    // A fresh message id never conflicts: `None` means the endpoint was deleted meanwhile.
+    delivery
+        .map(|d| Accepted(d.into()))
+        .ok_or_else(|| ApiError::not_found("webhook"))
+}
+
+/// The event sent by `POST /v1/webhooks/{id}/test`, to any endpoint.
+pub const TEST_EVENT: &str = "webhook.test";
+
+fn endpoint_disabled() -> ApiError {
+    ApiError::conflict("the webhook endpoint is disabled: enable it (PATCH enabled: true) first")
+}
+
+async fn list_deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(WebhookId { id }): Path<WebhookId>,
+    Query(params): Query<PageParams>,
+) -> Result<Json<Page<DeliveryView>>, ApiError> {
+    let (before, limit) = params.parse()?;
+    let user_id = principal.user_id;
+    if webhooks::get(&state.db, user_id, id).await?.is_none() {
+        return Err(ApiError::not_found("webhook"));
+    }
+    let rows =
+        webhook_deliveries::list(&state.db, user_id, id, before, i64::from(limit) + 1).await?;
+    Ok(Json(Page::from_rows(
+        rows,
+        limit,
+        |d| d.id,
+        DeliveryView::from,
+    )))
+}
+
+async fn retry_delivery(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(DeliveryId { id, delivery_id }): Path<DeliveryId>,
+) -> Result<Accepted<DeliveryView>, ApiError> {
+    match webhook_deliveries::replay(&state.db, principal.user_id, id, delivery_id).await? {
+        Replay::Queued(delivery) => Ok(Accepted(delivery.into())),
+        Replay::EndpointDisabled => Err(endpoint_disabled()),
+        Replay::NotFound => Err(ApiError::not_found("delivery")),
+    }
 }

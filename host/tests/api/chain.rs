@@ -92,7 +92,9 @@ async fn every_protected_operation_refuses_anonymous_callers() {
     let some_id = Uuid::now_v7().to_string();
     let mut checked = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        let concrete = path.replace("{id}", &some_id);
+        let concrete = path
+            .replace("{id}", &some_id)
+            .replace("{delivery_id}", &some_id);
         for method in ops.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             if shared::http::is_public(&method, path) {
@@ -109,5 +111,5 @@ async fn every_protected_operation_refuses_anonymous_callers() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 17);
+    assert_eq!(checked, 20);
 }

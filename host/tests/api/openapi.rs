@@ -35,6 +35,9 @@ async fn openapi_lists_every_route_with_security_and_problem_responses() {
         ("/v1/webhooks/{id}", "patch"),
         ("/v1/webhooks/{id}", "delete"),
         ("/v1/webhooks/{id}/rotate-secret", "post"),
+        ("/v1/webhooks/{id}/test", "post"),
+        ("/v1/webhooks/{id}/deliveries", "get"),
+        ("/v1/webhooks/{id}/deliveries/{delivery_id}/retry", "post"),
     ];
     let mut count = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {

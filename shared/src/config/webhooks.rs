@@ -1,7 +1,21 @@
-//! Webhooks: `WEBHOOK_ENCRYPTION_KEY`, `WEBHOOK_ALLOW_INSECURE`, `WEBHOOK_ALLOW_PRIVATE_TARGETS`.
+//! Webhooks: `WEBHOOK_ENCRYPTION_KEY`, `WEBHOOK_ALLOW_INSECURE`, `WEBHOOK_ALLOW_PRIVATE_TARGETS`,
+//! and delivery's `WEBHOOK_RETRY_SCHEDULE_SECONDS`, `WEBHOOK_TIMEOUT_MS`,
+//! `WEBHOOK_DISABLE_AFTER_SECONDS`.
+
+use std::time::Duration;
 
 use super::{ConfigError, Env, invalid};
 use crate::{sealed::SealingKey, ssrf};
+
+/// The Standard Webhooks schedule: the wait before each attempt of a message, the first
+/// immediate; after the last attempt fails the delivery is dead.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "0,5,300,1800,7200,18000,36000,50400,72000,86400";
+/// An endpoint failing continuously this long (5 days) is disabled.
+pub const DEFAULT_DISABLE_AFTER_SECONDS: u64 = 5 * 24 * 3600;
+/// The spec's recommended attempt timeout.
+pub const DEFAULT_TIMEOUT_MS: u64 = 15_000;
+/// The longest attempt timeout accepted: under the delivery job's own timeout (60 s).
+const MAX_TIMEOUT_MS: u64 = 50_000;
 
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -10,6 +24,13 @@ pub struct WebhookSettings {
     pub encryption_key: Option<SealingKey>,
     /// Which endpoint URLs the SSRF guard lets through.
     pub targets: ssrf::Policy,
+    /// The wait before each attempt of a message (the first is 0): its length is the number
+    /// of attempts. Tests shorten it; deployments keep the default.
+    pub retry_schedule: Vec<Duration>,
+    /// One attempt's limit, connecting and reading included.
+    pub timeout: Duration,
+    /// An endpoint whose every attempt has failed for this long is disabled.
+    pub disable_after: Duration,
 }
 
 impl WebhookSettings {
@@ -27,6 +48,12 @@ impl WebhookSettings {
                 allow_insecure: dev_only(env, "WEBHOOK_ALLOW_INSECURE")?,
                 allow_private: dev_only(env, "WEBHOOK_ALLOW_PRIVATE_TARGETS")?,
             },
+            retry_schedule: retry_schedule(env)?,
+            timeout: Duration::from_millis(timeout_ms(env)?),
+            disable_after: Duration::from_secs(env.positive_or(
+                "WEBHOOK_DISABLE_AFTER_SECONDS",
+                DEFAULT_DISABLE_AFTER_SECONDS,
+            )?),
         })
     }
 
@@ -52,4 +79,42 @@ fn dev_only(env: &Env<'_>, name: &'static str) -> Result<bool, ConfigError> {
         ));
     }
     Ok(on)
+}
+
+/// `WEBHOOK_RETRY_SCHEDULE_SECONDS`: comma-separated non-negative seconds (fractions allowed),
+/// at most 30 entries, none over a day.
+fn retry_schedule(env: &Env<'_>) -> Result<Vec<Duration>, ConfigError> {
+    const NAME: &str = "WEBHOOK_RETRY_SCHEDULE_SECONDS";
+    let raw = env
+        .get(NAME)
+        .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
+    let bad = |reason: &str| invalid(NAME, &raw, reason);
+    let schedule = raw
+        .split(',')
+        .map(|part| {
+            let seconds: f64 = part.trim().parse().map_err(|_| {
+                bad("must be comma-separated seconds, e.g. 0,5,300 (the wait before each attempt)")
+            })?;
+            if !(0.0..=86_400.0).contains(&seconds) {
+                return Err(bad("each wait must be between 0 and 86400 seconds"));
+            }
+            Ok(Duration::from_secs_f64(seconds))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if schedule.len() > 30 {
+        return Err(bad("at most 30 attempts"));
+    }
+    Ok(schedule)
+}
+
+fn timeout_ms(env: &Env<'_>) -> Result<u64, ConfigError> {
+    let ms = env.positive_or("WEBHOOK_TIMEOUT_MS", DEFAULT_TIMEOUT_MS)?;
+    if ms > MAX_TIMEOUT_MS {
+        return Err(invalid(
+            "WEBHOOK_TIMEOUT_MS",
+            &ms.to_string(),
+            &format!("must be at most {MAX_TIMEOUT_MS} (a delivery job's own limit is 60 s)"),
+        ));
+    }
+    Ok(ms)
 }

@@ -16,6 +16,22 @@ use crate::db::{Db, DbError, PgError, Transaction};
 pub struct ItemRef {
     pub item_id: Uuid,
     pub user_id: Uuid,
+    /// The event's identity, a UUIDv7 (so it carries when the change happened): webhook
+    /// fan-out makes it the messages' `webhook-id`, the same however often the job runs. A job
+    /// queued before this field existed gets a fresh one each run.
+    #[serde(default = "Uuid::now_v7")]
+    pub event_id: Uuid,
+}
+
+impl ItemRef {
+    /// A new event about `item_id`.
+    pub fn new(item_id: Uuid, user_id: Uuid) -> Self {
+        Self {
+            item_id,
+            user_id,
+            event_id: Uuid::now_v7(),
+        }
+    }
 }
 
 /// `item.created`: the job enqueued with a new item.
@@ -111,14 +127,7 @@ pub async fn insert(
         .query_one(&stmt, &[&Uuid::now_v7(), &user_id, &title, &description])
         .await?;
     let item = Item::from_row(&row)?;
-    enqueue_event(
-        tx,
-        ItemCreated(ItemRef {
-            item_id: item.id,
-            user_id,
-        }),
-    )
-    .await?;
+    enqueue_event(tx, ItemCreated(ItemRef::new(item.id, user_id))).await?;
     Ok(item)
 }
 
@@ -210,14 +219,7 @@ pub async fn update(
                 return Ok(None);
             };
             let item = Item::from_row(&row)?;
-            enqueue_event(
-                tx,
-                ItemUpdated(ItemRef {
-                    item_id: id,
-                    user_id,
-                }),
-            )
-            .await?;
+            enqueue_event(tx, ItemUpdated(ItemRef::new(id, user_id))).await?;
             Ok(Some(item))
         })
     })
@@ -233,14 +235,7 @@ pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> Result<bool, DbError> {
             if tx.execute(&stmt, &[&id, &user_id]).await? != 1 {
                 return Ok(false);
             }
-            enqueue_event(
-                tx,
-                ItemDeleted(ItemRef {
-                    item_id: id,
-                    user_id,
-                }),
-            )
-            .await?;
+            enqueue_event(tx, ItemDeleted(ItemRef::new(id, user_id))).await?;
             Ok(true)
         })
     })

@@ -99,6 +99,24 @@ pub async fn enqueue<J: Job>(
     Ok(Some(row.try_get("id")?))
 }
 
+const EXPEDITE: &str = "UPDATE jobs SET run_at = now(), updated_at = now() \
+     WHERE dedup_key = $1 AND state IN ('available', 'retryable') AND run_at > now() \
+     RETURNING kind";
+
+/// Makes the waiting job holding `dedup_key` due now, in the caller's transaction, and wakes
+/// its kind's listeners at commit. `false` when no job waits under that key (none exists, or
+/// it is running or due already).
+pub async fn expedite(tx: &Transaction<'_>, dedup_key: &str) -> Result<bool, PgError> {
+    let stmt = tx.prepare_cached(EXPEDITE).await?;
+    let Some(row) = tx.query_opt(&stmt, &[&dedup_key]).await? else {
+        return Ok(false);
+    };
+    let kind: String = row.try_get("kind")?;
+    let notify = tx.prepare_cached(NOTIFY).await?;
+    tx.execute(&notify, &[&kind]).await?;
+    Ok(true)
+}
+
 /// The channel the worker `LISTEN`s on; the payload is the job's kind. PostgreSQL folds
 /// identical notifications of one transaction into one.
 pub const CHANNEL: &str = "basalt_jobs";

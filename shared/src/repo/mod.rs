@@ -7,4 +7,5 @@ pub mod idempotency;
 pub mod items;
 pub mod jobs;
 pub mod users;
+pub mod webhook_deliveries;
 pub mod webhooks;

@@ -23,7 +23,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use shared::{
-    config::{DatabaseSettings, Env, LogFormat, Runtime, WorkerSettings},
+    config::{DatabaseSettings, Env, LogFormat, Runtime, WebhookSettings, WorkerSettings},
     db::Db,
     repo::jobs::{self, Job, NewJob},
     telemetry,
@@ -32,6 +32,7 @@ use tokio_postgres::types::Json as PgJson;
 use worker::{
     handlers,
     queue::{JobError, JobHandler},
+    webhooks::Webhooks,
 };
 
 #[derive(Debug, Parser)]
@@ -175,6 +176,10 @@ async fn main() -> anyhow::Result<()> {
                 })
             })
             .await?;
+            let webhook_settings =
+                WebhookSettings::from_env(&env).context("invalid configuration")?;
+            let webhooks =
+                Webhooks::new(db.clone(), &webhook_settings).context("invalid configuration")?;
             let noop = NoopHandler::default();
             let latencies = noop.latencies_us.clone();
             let sleep = SleepHandler { db: db.clone() };
@@ -183,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
                 database.url(),
                 &settings,
                 |queues| {
-                    handlers::register(queues);
+                    handlers::register(webhooks)(queues);
                     queues.drain(sleep).drain(noop);
                 },
                 shared::signal::terminate_or_interrupt,
