@@ -119,6 +119,20 @@ enum Jobs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `cargo lambda watch` offers every binary of the workspace: started as a "function" this
+    // one would drain forever and never answer the runtime API.
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        let refused = shared::lambda::refuse_invocations(
+            "worker is the long-running worker, not a Lambda function: invoke worker-drain, the \
+             scheduled drain (README, \"Lambda locally\")",
+        )
+        .await;
+        return if refused.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

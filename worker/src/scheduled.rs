@@ -28,6 +28,18 @@ use crate::{
 /// running this long before the deadline is released.
 const RELEASE_MARGIN: Duration = Duration::from_secs(3);
 
+/// The invocation's time left, from its `deadline` (epoch milliseconds) at `now_ms`. A deadline
+/// before 2001 is not one: `cargo lambda watch` sends its invoke timeout there (600000, ten
+/// minutes), so such a value is read as the milliseconds left.
+pub fn time_left(deadline: u64, now_ms: i64) -> Duration {
+    const EPOCH_2001_MS: u64 = 978_307_200_000;
+    if deadline < EPOCH_2001_MS {
+        return Duration::from_millis(deadline);
+    }
+    let now = u64::try_from(now_ms).unwrap_or(0);
+    Duration::from_millis(deadline.saturating_sub(now))
+}
+
 /// One container's state, made once outside the handler: the pool and the handlers.
 pub struct Scheduled {
     db: Db,
@@ -85,11 +97,7 @@ impl Scheduled {
         invocation: Invocation<EventBridgeEvent>,
     ) -> Result<Drained, shared::lambda::Error> {
         let (event, context) = (invocation.payload, invocation.context);
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let left = Duration::from_millis(
-            u64::try_from(i64::try_from(context.deadline).unwrap_or(i64::MAX) - now_ms)
-                .unwrap_or(0),
-        );
+        let left = time_left(context.deadline, chrono::Utc::now().timestamp_millis());
         let now = Instant::now();
         let claim_until = now + left.saturating_sub(self.reserve);
         let abort_at = now + left.saturating_sub(RELEASE_MARGIN);
@@ -107,6 +115,7 @@ impl Scheduled {
         let drained = drain.run(claim_until, abort_at).await;
         tracing::info!(
             invocation = %context.request_id,
+            seconds_left = left.as_secs_f64(),
             detail_type = %event.detail_type,
             finish = ?drained.finish, rounds = drained.rounds, busy_polls = drained.busy_polls,
             failed_polls = drained.failed_polls, "drained"

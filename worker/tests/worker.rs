@@ -1899,3 +1899,32 @@ async fn worker_sessions_commit_without_waiting_for_the_flush_and_keep_the_urls_
     let api_db = Db::new(&settings).unwrap();
     assert_eq!(show(api_db, "synchronous_commit").await, "on");
 }
+
+#[test]
+fn worker_serve_refuses_to_start_without_the_webhook_key_and_names_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WEBHOOK_ENCRYPTION_KEY is required but not set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_drain_reads_an_epoch_deadline_and_cargo_lambdas_relative_one() {
+    use worker::scheduled::time_left;
+    let now = 1_796_186_384_539;
+    assert_eq!(time_left(1_796_186_444_539, now), Duration::from_secs(60));
+    assert_eq!(time_left(1_796_186_000_000, now), Duration::ZERO, "passed");
+    assert_eq!(
+        time_left(600_000, now),
+        Duration::from_secs(600),
+        "cargo lambda watch"
+    );
+}

@@ -438,6 +438,39 @@ mod tests {
         let w = WebhookSettings::from_env(&env).unwrap();
         assert!(w.encryption_key.is_none());
         assert_eq!(w.targets, crate::ssrf::Policy::default());
+        // The Standard Webhooks schedule: now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h,
+        // 24 h; 15 s per attempt; disabled after 5 days of failures.
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        assert_eq!(
+            w.retry_schedule,
+            [
+                Duration::ZERO,
+                Duration::from_secs(5),
+                Duration::from_secs(300),
+                Duration::from_secs(1800),
+                hours(2),
+                hours(5),
+                hours(10),
+                hours(14),
+                hours(20),
+                hours(24)
+            ]
+        );
+        assert_eq!(w.timeout, Duration::from_secs(15));
+        assert_eq!(w.disable_after, hours(5 * 24));
+        let env = Env::from_lookup(
+            Runtime::Host,
+            lookup(&[("WEBHOOK_RETRY_SCHEDULE_SECONDS", " 0, 0.25 ,1")]),
+        )
+        .unwrap();
+        assert_eq!(
+            WebhookSettings::from_env(&env).unwrap().retry_schedule,
+            [
+                Duration::ZERO,
+                Duration::from_millis(250),
+                Duration::from_secs(1)
+            ]
+        );
         let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
         let env = Env::from_lookup(
             Runtime::Host,
@@ -466,6 +499,12 @@ mod tests {
             // Without BASALT_DEV=1.
             ("WEBHOOK_ALLOW_INSECURE", "1"),
             ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "1"),
+            ("WEBHOOK_RETRY_SCHEDULE_SECONDS", "0,5m"),
+            ("WEBHOOK_RETRY_SCHEDULE_SECONDS", "0,-5"),
+            ("WEBHOOK_RETRY_SCHEDULE_SECONDS", "0,86401"),
+            ("WEBHOOK_TIMEOUT_MS", "0"),
+            ("WEBHOOK_TIMEOUT_MS", "60000"),
+            ("WEBHOOK_DISABLE_AFTER_SECONDS", "0"),
         ] {
             let env = Env::from_lookup(Runtime::Host, lookup(&[(name, value)])).unwrap();
             let err = WebhookSettings::from_env(&env).unwrap_err().to_string();
