@@ -88,6 +88,13 @@ _k8s_recipe_hash() {
     _k8s_log "scripts/k8s-testenv.d/{kubernetes,etcd} (the wrapper Go modules) are missing"
     return 1
   }
+  # A pin changed without regenerating the modules would build the old
+  # version under the new version's name (and stamp it with the new version).
+  if ! grep -qx "require k8s.io/kubernetes ${K8S_VERSION}" "${_K8S_MODULES_DIR}/kubernetes/go.mod" \
+    || ! grep -qx "require go.etcd.io/etcd/server/v3 ${ETCD_VERSION}" "${_K8S_MODULES_DIR}/etcd/go.mod"; then
+    _k8s_log "scripts/k8s-testenv.d does not pin kubernetes ${K8S_VERSION} and etcd ${ETCD_VERSION}: run scripts/k8s-testenv gen-modules"
+    return 1
+  fi
   { printf '%s %s %s\n' "${K8S_VERSION}" "${ETCD_VERSION}" "$(_k8s_ldflags)"
     cat "${_K8S_MODULES_DIR}"/kubernetes/{go.mod,go.sum,tools.go} "${_K8S_MODULES_DIR}"/etcd/{go.mod,go.sum,tools.go}
   } | sha256sum | cut -c1-16
