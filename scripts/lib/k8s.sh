@@ -17,19 +17,24 @@
 #
 # Functions (messages go to stderr, so stdout stays clean for $(...)):
 #   k8s_build                  build and cache the binaries unless they are
-#                              (cold: ~7 min on 2 cores, ~2 GB of RAM; Go >= 1.26)
+#                              (cold: ~21 CPU-minutes, ~10 min on 2 idle cores,
+#                              1.9 GB of RAM; Go >= 1.26; after that a no-op, and
+#                              ~30 s to relink from Go's build cache)
 #   k8s_bin_dir                print the bin dir (etcd, kube-apiserver,
 #                              kube-controller-manager, kubectl), building first
 #                              if needed
 #   k8s_start DIR              start etcd (data in DIR/etcd), kube-apiserver and
 #                              kube-controller-manager on free 127.0.0.1 ports and
-#                              wait until the API server's /readyz says ok; writes
+#                              wait until the API server's /readyz says ok and the
+#                              controller manager did its first work (~3-5 s, the
+#                              API server's own start-up is ~3 CPU-seconds); writes
 #                              DIR/kubeconfig, DIR/env, DIR/*.log. A DIR that was
 #                              stopped starts again with its data, keys and token
-#   k8s_stop DIR               stop what k8s_start started there (TERM, KILL after
-#                              K8S_STOP_GRACE s); a no-op when nothing runs
-#   k8s_stop_apiserver DIR     stop only the API server (clients see refused
-#                              connections on the same port)
+#   k8s_stop DIR               stop what k8s_start started there (TERM to all at
+#                              once, KILL after K8S_STOP_GRACE s; ~1-3 s); a no-op
+#                              when nothing runs
+#   k8s_stop_apiserver DIR     stop only the API server (open watches end within
+#                              ~1 s, then clients see refused connections)
 #   k8s_start_apiserver DIR    start it again on the same port with the same flags
 #   k8s_restart_apiserver DIR  both
 #   k8s_gen_modules            (maintainers) regenerate scripts/k8s-testenv.d/*
@@ -47,6 +52,10 @@
 #   K8S_ETCD_URL               http://127.0.0.1:PORT
 #   K8S_BIN_DIR                the binaries (kubectl is there)
 #   K8S_ETCD_PID, K8S_APISERVER_PID, K8S_CONTROLLER_MANAGER_PID
+#
+# Known behaviour worth a test's retry: a new CRD reports Established ~80 ms
+# before its resources can be listed or watched; in between, LIST/WATCH answer
+# 429 "storage is (re)initializing" with Retry-After: 1 (creates already work).
 #
 # Environment honoured:
 #   K8S_BIN_DIR          use the binaries in this dir instead of building them
@@ -148,7 +157,7 @@ k8s_build() {
     trap 'rm -rf "${tmp}"' EXIT
     started=${SECONDS}
     _k8s_log "building etcd ${ETCD_VERSION}, kube-apiserver, kube-controller-manager and kubectl ${K8S_VERSION} into ${bin}"
-    _k8s_log "  (once per version: ~7 min and ~2 GB of RAM on 2 cores from cold caches, seconds after that)"
+    _k8s_log "  (once per version: from cold caches ~21 CPU-minutes, ~10 min on 2 idle cores, 1.9 GB of RAM)"
     # nice: this usually runs beside a cargo build, which should not wait for it.
     (cd "${_K8S_MODULES_DIR}/etcd" && nice -n 10 go build -trimpath -ldflags "-s -w" \
       -o "${tmp}/etcd" go.etcd.io/etcd/server/v3) >&2 \
