@@ -21,11 +21,14 @@
 //! - [`webhooks`]: `WEBHOOK_ENCRYPTION_KEY`, `WEBHOOK_ALLOW_INSECURE`,
 //!   `WEBHOOK_ALLOW_PRIVATE_TARGETS`, `WEBHOOK_RETRY_SCHEDULE_SECONDS`, `WEBHOOK_TIMEOUT_MS`,
 //!   `WEBHOOK_DISABLE_AFTER_SECONDS`.
+//! - [`operator`]: `OPERATOR_HEALTH_ADDR`, `OPERATOR_NAMESPACE`, `OPERATOR_LEASE_SECONDS`, and
+//!   which settings an `AppDeployment` may pass on.
 //! - here: `BASALT_DEV`, `LOG_FORMAT`.
 
 pub mod auth;
 pub mod database;
 pub mod http;
+pub mod operator;
 pub mod rate_limit;
 pub mod webhooks;
 pub mod worker;
@@ -33,6 +36,7 @@ pub mod worker;
 pub use auth::{AuthSettings, DEV_JWT_SECRET, MIN_JWT_SECRET_BYTES};
 pub use database::DatabaseSettings;
 pub use http::HttpSettings;
+pub use operator::OperatorSettings;
 pub use rate_limit::{Limit, RateLimitSettings, RateLimits};
 pub use webhooks::WebhookSettings;
 pub use worker::WorkerSettings;
@@ -430,6 +434,37 @@ mod tests {
         let limits = RateLimitSettings::from_env(&env).unwrap();
         assert!(limits.redis_url.is_none());
         assert!(AuthSettings::from_env(&env).is_err());
+    }
+
+    #[test]
+    fn every_deployable_setting_is_one_a_component_reads() {
+        let sources = [
+            include_str!("auth.rs"),
+            include_str!("database.rs"),
+            include_str!("http.rs"),
+            include_str!("rate_limit.rs"),
+            include_str!("webhooks.rs"),
+            include_str!("worker.rs"),
+            include_str!("mod.rs"),
+            include_str!("../telemetry.rs"),
+        ]
+        .concat();
+        for name in operator::DEPLOYABLE_SETTINGS {
+            assert!(
+                sources.contains(&format!("\"{name}\"")) || *name == "RUST_LOG",
+                "{name} is read by no component"
+            );
+        }
+        assert!(operator::is_deployable("RATE_LIMIT_AUTH"));
+        for name in [
+            "DATABASE_URL",
+            "JWT_SECRET",
+            "BIND_ADDR",
+            "RATE_LIMIT_",
+            "PATH",
+        ] {
+            assert!(!operator::is_deployable(name), "{name}");
+        }
     }
 
     #[test]
