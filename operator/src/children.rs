@@ -401,9 +401,7 @@ pub fn ingress(app: &AppDeployment, owner: &OwnerReference) -> Option<Ingress> {
 
 /// The migration Job's name for `image`: one Job per image, so a new image migrates once.
 pub fn migration_job_name(app: &AppDeployment, image: &str) -> String {
-    let digest = Sha256::digest(image.as_bytes());
-    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-    format!("{}-migrate-{hash}", app_name(app))
+    format!("{}-migrate-{}", app_name(app), image_hash(image))
 }
 
 /// `host migrate` with `image`: the Deployments move to `image` only after it succeeded.
@@ -434,6 +432,7 @@ pub fn migration_job(app: &AppDeployment, image: &str, owner: &OwnerReference) -
     }
 }
 
+/// The first 5 bytes of the image name's SHA-256, in hex: the Job's name suffix and label.
 fn image_hash(image: &str) -> String {
     let digest = Sha256::digest(image.as_bytes());
     digest.iter().take(5).map(|b| format!("{b:02x}")).collect()

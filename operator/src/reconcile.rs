@@ -15,7 +15,7 @@ use k8s_openapi::{
         networking::v1::{Ingress, NetworkPolicy},
         policy::v1::PodDisruptionBudget,
     },
-    apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time},
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
 use kube::{
@@ -452,9 +452,4 @@ async fn publish(ctx: &Context, app: &AppDeployment, type_: EventType, reason: &
     if let Err(e) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
         tracing::debug!(error = %e, "cannot publish an event");
     }
-}
-
-/// The owner reference every child carries (for tests of the builders).
-pub fn owner_of(app: &AppDeployment) -> Option<OwnerReference> {
-    app.controller_owner_ref(&())
 }

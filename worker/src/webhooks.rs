@@ -40,6 +40,7 @@ pub struct Webhooks {
     key: SealingKey,
     sender: Sender,
     schedule: Vec<Duration>,
+    first_wait: Duration,
     disable_after: Duration,
 }
 
@@ -83,6 +84,7 @@ impl Webhooks {
             key,
             sender,
             schedule: settings.retry_schedule.clone(),
+            first_wait: settings.first_wait(),
             disable_after: settings.disable_after,
         }))
     }
@@ -105,8 +107,7 @@ impl Webhooks {
 
     /// When a new message's first attempt is due.
     fn first_at(&self) -> chrono::DateTime<Utc> {
-        let wait = self.schedule.first().copied().unwrap_or_default();
-        Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default()
+        Utc::now() + chrono::Duration::from_std(self.first_wait).unwrap_or_default()
     }
 }
 

@@ -427,8 +427,8 @@ async fn rotate_secret(
 
 /// When a new message's first attempt is due: the schedule's first wait from now.
 fn first_attempt_at(state: &AppState) -> DateTime<Utc> {
-    let wait = state.config.webhooks.retry_schedule.first().copied();
-    Utc::now() + chrono::Duration::from_std(wait.unwrap_or_default()).unwrap_or_default()
+    let wait = state.config.webhooks.first_wait();
+    Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default()
 }
 
 async fn send_test(

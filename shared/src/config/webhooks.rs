@@ -57,6 +57,12 @@ impl WebhookSettings {
         })
     }
 
+    /// How long after its event a new message's first attempt is due: the schedule's first
+    /// wait (the API's test messages and the worker's fan-out both start here).
+    pub fn first_wait(&self) -> Duration {
+        self.retry_schedule.first().copied().unwrap_or_default()
+    }
+
     /// The key, or the error naming it: for a process that serves webhooks (DESIGN.md:
     /// "required where webhooks run").
     pub fn require_key(&self) -> Result<&SealingKey, ConfigError> {
