@@ -290,10 +290,12 @@ async fn finish_job(client: &Client, ns: &str, name: &str, succeeded: bool) {
     .unwrap();
 }
 
-/// Plays the deployment controller: every replica updated and available.
+/// Plays the deployment controller: every replica updated and available,
+/// once the operator has created the Deployment (it applies the API's and the
+/// worker's one after the other, so one can exist before the other).
 async fn roll_out(client: &Client, ns: &str, name: &str) {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let d = deployments.get(name).await.unwrap();
+    let d: Deployment = eventually(name, WAIT, || get(client, ns, name)).await;
     let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     deployments
         .patch_status(
@@ -670,8 +672,6 @@ async fn a_missing_secret_is_degraded_until_it_exists() {
     create_secret(&client, &ns).await;
     let job = migration_job(&client, &ns, "registry.test/basalt:1").await;
     finish_job(&client, &ns, &job.name_any(), true).await;
-    let _: Deployment =
-        eventually("the API Deployment", WAIT, || get(&client, &ns, "app-api")).await;
     roll_out(&client, &ns, "app-api").await;
     roll_out(&client, &ns, "app-worker").await;
     let a = wait_for_condition(&client, &ns, "app", "Ready", "True").await;
@@ -829,8 +829,6 @@ async fn the_operator_works_with_only_its_rbac() {
     apply_app(&client, &ns, "app", spec("registry.test/basalt:1")).await;
     let job = migration_job(&client, &ns, "registry.test/basalt:1").await;
     finish_job(&client, &ns, &job.name_any(), true).await;
-    let _: Deployment =
-        eventually("the Deployments", WAIT, || get(&client, &ns, "app-worker")).await;
     roll_out(&client, &ns, "app-api").await;
     roll_out(&client, &ns, "app-worker").await;
     wait_for_condition(&client, &ns, "app", "Ready", "True").await;
