@@ -35,7 +35,7 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
@@ -50,7 +50,9 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         events::{Recorder, Reporter},
-        predicates, reflector, watcher,
+        predicates, reflector,
+        utils::Backoff,
+        watcher,
     },
 };
 use kube_lease_manager::LeaseManagerBuilder;
@@ -136,6 +138,60 @@ where
     }
 }
 
+/// A watch that lists again at once when its resource version has expired (410 Gone: after an
+/// API server restart the new server's watch cache begins later than where the watch stood),
+/// as client-go's reflector does, and backs off on its own on every other error (800 ms
+/// doubling to 30 s), so one failing watch holds up neither itself nor the others for long.
+fn resilient<K: kube::Resource<DynamicType = ()> + Send>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
+    events
+        .filter(|event| {
+            let expired =
+                matches!(event, Err(watcher::Error::WatchError(status)) if status.code == 410);
+            if expired {
+                tracing::info!(kind = %K::kind(&()), "a watch expired (410 Gone): listing again");
+            }
+            std::future::ready(!expired)
+        })
+        .default_backoff()
+}
+
+/// The controller's own backoff on its merged triggers: none, as each watch backs off by itself
+/// ([`resilient`]); the default would pause every watch whenever any of them failed, and
+/// after an API server restart (one failure per watch) for minutes.
+struct NoBackoff;
+
+impl Iterator for NoBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl Backoff for NoBackoff {
+    fn reset(&mut self) {}
+}
+
+/// Changes to the `K`s the operator labels as its children (metadata only).
+fn children<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> impl Stream<Item = Result<kube::core::PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let config = watcher::Config::default().labels(CHILDREN);
+    let api: Api<kube::core::PartialObjectMeta<K>> = api(client, namespace);
+    resilient(watcher(api, config)).touched_objects()
+}
+
 /// Runs the controller until `shutdown` resolves: every AppDeployment in `namespace` (every
 /// namespace when `None`), a reconcile on each spec change (generation) and on each change to
 /// a child it owns.
@@ -148,23 +204,19 @@ pub async fn run_controller(
     let apps: Api<AppDeployment> = api(&client, namespace);
     let (reader, writer) = reflector::store();
     // Status writes do not change the generation: filtered out here, they trigger nothing.
-    let trigger = watcher(apps, watcher::Config::default())
-        .default_backoff()
+    let trigger = resilient(watcher(apps, watcher::Config::default()))
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    let children = || watcher::Config::default().labels(CHILDREN);
     Controller::for_stream(trigger, reader)
-        .owns(api::<Deployment>(&client, namespace), children())
-        .owns(api::<Service>(&client, namespace), children())
-        .owns(api::<Job>(&client, namespace), children())
-        .owns(
-            api::<HorizontalPodAutoscaler>(&client, namespace),
-            children(),
-        )
-        .owns(api::<PodDisruptionBudget>(&client, namespace), children())
-        .owns(api::<NetworkPolicy>(&client, namespace), children())
-        .owns(api::<Ingress>(&client, namespace), children())
+        .trigger_backoff(NoBackoff)
+        .owns_stream(children::<Deployment>(&client, namespace))
+        .owns_stream(children::<Service>(&client, namespace))
+        .owns_stream(children::<Job>(&client, namespace))
+        .owns_stream(children::<HorizontalPodAutoscaler>(&client, namespace))
+        .owns_stream(children::<PodDisruptionBudget>(&client, namespace))
+        .owns_stream(children::<NetworkPolicy>(&client, namespace))
+        .owns_stream(children::<Ingress>(&client, namespace))
         .graceful_shutdown_on(shutdown)
         .run(
             |app, ctx: Arc<Context>| async move {

@@ -4,7 +4,9 @@
 //! play them: they set the migration Job's and the Deployments' status themselves.
 //!
 //! Each test gets its own namespace and its own operator process or task watching only it
-//! (`OPERATOR_WATCH_NAMESPACE`), with its leader Lease there too, so tests run in parallel.
+//! (`OPERATOR_WATCH_NAMESPACE`), with its leader Lease there too, so tests run in parallel
+//! (but for the one that restarts the API server). Operator processes log at
+//! `BASALT_TEST_OPERATOR_LOG` (a `RUST_LOG` filter; `info` unless set).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::{
@@ -69,6 +71,18 @@ where
 }
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// The control plane is shared by the tests, which run in parallel; the one that restarts the
+/// API server takes it alone.
+static CONTROL_PLANE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_control_plane() -> std::sync::RwLockReadGuard<'static, ()> {
+    CONTROL_PLANE.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn exclusive_control_plane() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CONTROL_PLANE.write().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Installs the CRD (server-side apply, so every test may) and waits until it serves.
 async fn install_crd(client: &Client) {
@@ -337,6 +351,7 @@ async fn migration_job(client: &Client, ns: &str, image: &str) -> Job {
 
 #[tokio::test]
 async fn the_api_server_rejects_invalid_specs_by_the_crds_cel_rules() {
+    let _plane = shared_control_plane();
     let client = admin().await;
     let ns = namespace(&client).await;
     let apps: Api<AppDeployment> = Api::namespaced(client.clone(), &ns);
@@ -384,6 +399,7 @@ async fn the_api_server_rejects_invalid_specs_by_the_crds_cel_rules() {
 
 #[tokio::test]
 async fn a_resource_becomes_its_children_rolls_out_and_follows_its_spec() {
+    let _plane = shared_control_plane();
     let client = admin().await;
     let ns = namespace(&client).await;
     create_secret(&client, &ns).await;
@@ -610,6 +626,7 @@ async fn a_resource_becomes_its_children_rolls_out_and_follows_its_spec() {
 
 #[tokio::test]
 async fn a_new_image_waits_for_its_migration_and_a_failed_one_keeps_the_old() {
+    let _plane = shared_control_plane();
     let client = admin().await;
     let ns = namespace(&client).await;
     create_secret(&client, &ns).await;
@@ -649,6 +666,7 @@ async fn a_new_image_waits_for_its_migration_and_a_failed_one_keeps_the_old() {
 
 #[tokio::test]
 async fn a_missing_secret_is_degraded_until_it_exists() {
+    let _plane = shared_control_plane();
     let client = admin().await;
     let ns = namespace(&client).await;
     let _operator = start_operator(&client, &ns);
@@ -699,6 +717,15 @@ fn free_port() -> u16 {
 }
 
 fn spawn_operator(kubeconfig: &str, ns: &str, identity: &str) -> Process {
+    spawn_operator_with_lease(kubeconfig, ns, identity, 3)
+}
+
+fn spawn_operator_with_lease(
+    kubeconfig: &str,
+    ns: &str,
+    identity: &str,
+    lease_seconds: u32,
+) -> Process {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_operator"))
         .env_clear()
@@ -706,10 +733,13 @@ fn spawn_operator(kubeconfig: &str, ns: &str, identity: &str) -> Process {
         .env("HOSTNAME", identity)
         .env("OPERATOR_NAMESPACE", ns)
         .env("OPERATOR_WATCH_NAMESPACE", ns)
-        .env("OPERATOR_LEASE_SECONDS", "3")
+        .env("OPERATOR_LEASE_SECONDS", lease_seconds.to_string())
         .env("OPERATOR_HEALTH_ADDR", format!("127.0.0.1:{port}"))
         .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("BASALT_TEST_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned()),
+        )
         // Its log, for a failing test's reader.
         .stdout(
             std::fs::File::create(
@@ -731,6 +761,7 @@ async fn is_leader(base: &str) -> Option<bool> {
 
 #[tokio::test]
 async fn two_operators_elect_one_leader_and_the_other_takes_over_when_it_is_killed() {
+    let _plane = shared_control_plane();
     let client = admin().await;
     let ns = namespace(&client).await;
     create_secret(&client, &ns).await;
@@ -774,10 +805,96 @@ async fn two_operators_elect_one_leader_and_the_other_takes_over_when_it_is_kill
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
+/// Stops the test control plane's kube-apiserver and starts it again (`scripts/lib/k8s.sh`).
+fn restart_api_server() {
+    let (script, dir) = match (
+        std::env::var("BASALT_TEST_K8S_SH"),
+        std::env::var("BASALT_TEST_K8S_DIR"),
+    ) {
+        (Ok(script), Ok(dir)) => (script, dir),
+        _ => panic!(
+            "BASALT_TEST_K8S_SH and BASALT_TEST_K8S_DIR are not set: run scripts/test, \
+             which names the control plane it started"
+        ),
+    };
+    let status = Command::new("bash")
+        .arg(script)
+        .arg("k8s_restart_apiserver")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "k8s_restart_apiserver: {status}");
+}
+
+/// The operator keeps working across an API server restart: its watches resume (or list
+/// again), so afterwards it still follows spec changes and reverts hand edits. The lease
+/// (15 s) outlasts the restart, so this is the same controller, not a fresh one.
+#[tokio::test]
+async fn the_operator_survives_an_api_server_restart() {
+    let _plane = exclusive_control_plane();
+    let client = admin().await;
+    let ns = namespace(&client).await;
+    create_secret(&client, &ns).await;
+    let _operator = spawn_operator_with_lease(&kubeconfig_path(), &ns, "restarted", 15);
+    apply_app(&client, &ns, "app", spec("registry.test/basalt:1")).await;
+    let job = migration_job(&client, &ns, "registry.test/basalt:1").await;
+    finish_job(&client, &ns, &job.name_any(), true).await;
+    roll_out(&client, &ns, "app-api").await;
+    roll_out(&client, &ns, "app-worker").await;
+    wait_for_condition(&client, &ns, "app", "Ready", "True").await;
+
+    let started = Instant::now();
+    restart_api_server();
+    eprintln!("kube-apiserver restarted in {:?}", started.elapsed());
+
+    // A spec change made after the restart reaches the children.
+    let mut changed = spec("registry.test/basalt:1");
+    changed["api"]["replicas"] = json!(3);
+    apply_app(&client, &ns, "app", changed).await;
+    let started = Instant::now();
+    eventually("the API Deployment scaled to 3", WAIT, || async {
+        let d: Deployment = get(&client, &ns, "app-api").await?;
+        (d.spec?.replicas == Some(3)).then_some(())
+    })
+    .await;
+    eprintln!(
+        "spec change applied {:?} after it was made",
+        started.elapsed()
+    );
+
+    // A hand edit of a child is reverted.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    deployments
+        .patch(
+            "app-worker",
+            &PatchParams::apply("a-human").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "app-worker"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "worker", "image": "registry.test/by-hand:0"},
+                ]}}},
+            })),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    eventually("the hand edit reverted", WAIT, || async {
+        let d: Deployment = get(&client, &ns, "app-worker").await?;
+        (image_of(&d) == "registry.test/basalt:1").then_some(())
+    })
+    .await;
+    eprintln!("hand edit reverted after {:?}", started.elapsed());
+    roll_out(&client, &ns, "app-api").await;
+    roll_out(&client, &ns, "app-worker").await;
+    wait_for_condition(&client, &ns, "app", "Ready", "True").await;
+}
+
 /// The operator with only its RBAC (`operator rbac`'s objects, bound to a ServiceAccount whose
 /// token comes from the TokenRequest API), not as an administrator, reconciles a resource.
 #[tokio::test]
 async fn the_operator_works_with_only_its_rbac() {
+    let _plane = shared_control_plane();
     let client = admin().await;
     let ns = namespace(&client).await;
     create_secret(&client, &ns).await;
