@@ -74,15 +74,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// The control plane is shared by the tests, which run in parallel; the one that restarts the
 /// API server takes it alone.
-static CONTROL_PLANE: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn shared_control_plane() -> std::sync::RwLockReadGuard<'static, ()> {
-    CONTROL_PLANE.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn exclusive_control_plane() -> std::sync::RwLockWriteGuard<'static, ()> {
-    CONTROL_PLANE.write().unwrap_or_else(|p| p.into_inner())
-}
+static CONTROL_PLANE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Installs the CRD (server-side apply, so every test may) and waits until it serves.
 async fn install_crd(client: &Client) {
@@ -351,7 +343,7 @@ async fn migration_job(client: &Client, ns: &str, image: &str) -> Job {
 
 #[tokio::test]
 async fn the_api_server_rejects_invalid_specs_by_the_crds_cel_rules() {
-    let _plane = shared_control_plane();
+    let _plane = CONTROL_PLANE.read().await;
     let client = admin().await;
     let ns = namespace(&client).await;
     let apps: Api<AppDeployment> = Api::namespaced(client.clone(), &ns);
@@ -399,7 +391,7 @@ async fn the_api_server_rejects_invalid_specs_by_the_crds_cel_rules() {
 
 #[tokio::test]
 async fn a_resource_becomes_its_children_rolls_out_and_follows_its_spec() {
-    let _plane = shared_control_plane();
+    let _plane = CONTROL_PLANE.read().await;
     let client = admin().await;
     let ns = namespace(&client).await;
     create_secret(&client, &ns).await;
@@ -626,7 +618,7 @@ async fn a_resource_becomes_its_children_rolls_out_and_follows_its_spec() {
 
 #[tokio::test]
 async fn a_new_image_waits_for_its_migration_and_a_failed_one_keeps_the_old() {
-    let _plane = shared_control_plane();
+    let _plane = CONTROL_PLANE.read().await;
     let client = admin().await;
     let ns = namespace(&client).await;
     create_secret(&client, &ns).await;
@@ -666,7 +658,7 @@ async fn a_new_image_waits_for_its_migration_and_a_failed_one_keeps_the_old() {
 
 #[tokio::test]
 async fn a_missing_secret_is_degraded_until_it_exists() {
-    let _plane = shared_control_plane();
+    let _plane = CONTROL_PLANE.read().await;
     let client = admin().await;
     let ns = namespace(&client).await;
     let _operator = start_operator(&client, &ns);
@@ -761,7 +753,7 @@ async fn is_leader(base: &str) -> Option<bool> {
 
 #[tokio::test]
 async fn two_operators_elect_one_leader_and_the_other_takes_over_when_it_is_killed() {
-    let _plane = shared_control_plane();
+    let _plane = CONTROL_PLANE.read().await;
     let client = admin().await;
     let ns = namespace(&client).await;
     create_secret(&client, &ns).await;
@@ -831,7 +823,7 @@ fn restart_api_server() {
 /// (15 s) outlasts the restart, so this is the same controller, not a fresh one.
 #[tokio::test]
 async fn the_operator_survives_an_api_server_restart() {
-    let _plane = exclusive_control_plane();
+    let _plane = CONTROL_PLANE.write().await;
     let client = admin().await;
     let ns = namespace(&client).await;
     create_secret(&client, &ns).await;
@@ -894,7 +886,7 @@ async fn the_operator_survives_an_api_server_restart() {
 /// token comes from the TokenRequest API), not as an administrator, reconciles a resource.
 #[tokio::test]
 async fn the_operator_works_with_only_its_rbac() {
-    let _plane = shared_control_plane();
+    let _plane = CONTROL_PLANE.read().await;
     let client = admin().await;
     let ns = namespace(&client).await;
     create_secret(&client, &ns).await;
