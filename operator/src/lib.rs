@@ -189,15 +189,46 @@ where
 {
     let config = watcher::Config::default().labels(CHILDREN);
     let api: Api<kube::core::PartialObjectMeta<K>> = api(client, namespace);
-    resilient(watcher(api, config)).touched_objects()
+    resilient(watcher(api, config)).filter_map(|event| {
+        std::future::ready(match event {
+            // The operator's own apply, echoed back: it triggers nothing (the reconcile that
+            // wrote it is still running or just ended). Anyone else's change does.
+            Ok(watcher::Event::Apply(child)) if written_last_by_operator(&child) => None,
+            Ok(
+                watcher::Event::Apply(child)
+                | watcher::Event::InitApply(child)
+                | watcher::Event::Delete(child),
+            ) => Some(Ok(child)),
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        })
+    })
+}
+
+/// Whether the newest write to `child` was the operator's alone: its `managedFields` entry is
+/// the most recent and no other manager's is as recent (they have one-second resolution, so a
+/// tie counts as someone else's change too).
+fn written_last_by_operator<K: kube::Resource>(child: &K) -> bool {
+    let Some(fields) = child.meta().managed_fields.as_ref() else {
+        return false;
+    };
+    let newest = fields.iter().filter_map(|f| f.time.as_ref()).max();
+    let Some(newest) = newest else {
+        return false;
+    };
+    fields
+        .iter()
+        .filter(|f| f.time.as_ref() == Some(newest))
+        .all(|f| f.manager.as_deref() == Some(reconcile::MANAGER))
 }
 
 /// Runs the controller until `shutdown` resolves: every AppDeployment in `namespace` (every
 /// namespace when `None`), a reconcile on each spec change (generation) and on each change to
-/// a child it owns.
+/// a child it owns that the operator did not make itself, at most `concurrency` at once.
 pub async fn run_controller(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -209,6 +240,7 @@ pub async fn run_controller(
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     Controller::for_stream(trigger, reader)
+        .with_config(kube::runtime::Config::default().concurrency(concurrency))
         .trigger_backoff(NoBackoff)
         .owns_stream(children::<Deployment>(&client, namespace))
         .owns_stream(children::<Service>(&client, namespace))
@@ -336,7 +368,13 @@ pub async fn run(
                 _ = lost_rx => lost_flag.store(true, Ordering::Relaxed),
             }
         };
-        run_controller(ctx, settings.watch_namespace.as_deref(), end).await;
+        run_controller(
+            ctx,
+            settings.watch_namespace.as_deref(),
+            settings.concurrency,
+            end,
+        )
+        .await;
         lease_watch.abort();
         leading.store(false, Ordering::Relaxed);
         if !lost.load(Ordering::Relaxed) {

@@ -83,54 +83,64 @@ async fn reconcile_inner(app: &AppDeployment, ctx: &Context) -> Result<Action, E
     let job = apply(&jobs, &job).await?;
     let migration = migration_state(&job);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let running_image = match deployments.get_opt(&Component::Api.name(app)).await? {
-        Some(d) => container_image(&d),
-        None => None,
-    };
-    let image = match (&migration, &running_image) {
-        (Migration::Succeeded, _) => Some(app.spec.image.clone()),
-        (_, Some(old)) => Some(old.clone()),
-        (_, None) => None,
+    let image = match migration {
+        Migration::Succeeded => Some(app.spec.image.clone()),
+        // Until then, whatever the API Deployment runs (nothing yet, for a new resource).
+        _ => match deployments.get_opt(&Component::Api.name(app)).await? {
+            Some(d) => container_image(&d),
+            None => None,
+        },
     };
 
-    // Everything but the Deployments does not depend on the migration.
+    // Everything but the Deployments does not depend on the migration; none of these depends
+    // on another, so they are applied (or deleted) at once.
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    apply(&services, &children::service(app, &owner)).await?;
     let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ns);
-    apply_or_delete(
-        &ingresses,
-        &Component::Api.name(app),
-        children::ingress(app, &owner),
-    )
-    .await?;
     let policies: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    apply_or_delete(
-        &policies,
-        children::app_name(app),
-        children::network_policy(app, &owner),
-    )
-    .await?;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &ns);
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut applied = Vec::new();
-    for component in Component::ALL {
+    let [api, worker] = Component::ALL;
+    let (api_name, worker_name) = (api.name(app), worker.name(app));
+    let service = children::service(app, &owner);
+    futures_util::try_join!(
+        async { apply(&services, &service).await.map(drop) },
+        apply_or_delete(&ingresses, &api_name, children::ingress(app, &owner)),
+        apply_or_delete(
+            &policies,
+            children::app_name(app),
+            children::network_policy(app, &owner),
+        ),
+        apply_or_delete(&hpas, &api_name, children::autoscaler(app, api, &owner)),
         apply_or_delete(
             &hpas,
-            &component.name(app),
-            children::autoscaler(app, component, &owner),
-        )
-        .await?;
+            &worker_name,
+            children::autoscaler(app, worker, &owner)
+        ),
         apply_or_delete(
             &pdbs,
-            &component.name(app),
-            children::disruption_budget(app, component, &owner),
-        )
-        .await?;
-        if let Some(image) = &image {
-            let d = children::deployment(app, component, image, &owner);
-            applied.push(apply(&deployments, &d).await?);
+            &api_name,
+            children::disruption_budget(app, api, &owner)
+        ),
+        apply_or_delete(
+            &pdbs,
+            &worker_name,
+            children::disruption_budget(app, worker, &owner)
+        ),
+    )?;
+    let applied = match &image {
+        Some(image) => {
+            let (api_deployment, worker_deployment) = (
+                children::deployment(app, api, image, &owner),
+                children::deployment(app, worker, image, &owner),
+            );
+            let (a, w) = futures_util::try_join!(
+                apply(&deployments, &api_deployment),
+                apply(&deployments, &worker_deployment),
+            )?;
+            vec![a, w]
         }
-    }
+        None => Vec::new(),
+    };
 
     let status = observed_status(app, &migration, image.as_deref(), &applied);
     let ready = is_true(&status, "Ready");
@@ -191,9 +201,14 @@ async fn check_secrets(ctx: &Context, ns: &str, app: &AppDeployment) -> Result<(
         ("WEBHOOK_ENCRYPTION_KEY", Some(&refs.webhook_encryption_key)),
         ("REDIS_URL", refs.redis_url.as_ref()),
     ];
+    // Each Secret once, however many keys it holds.
+    let mut fetched: std::collections::HashMap<&str, Option<Secret>> = Default::default();
     for (setting, key) in wanted {
         let Some(key) = key else { continue };
-        let secret = secrets.get_opt(&key.name).await?;
+        if !fetched.contains_key(key.name.as_str()) {
+            fetched.insert(&key.name, secrets.get_opt(&key.name).await?);
+        }
+        let secret = &fetched[key.name.as_str()];
         let has_key = secret.as_ref().is_some_and(|s| {
             s.data.as_ref().is_some_and(|d| d.contains_key(&key.key))
                 || s.string_data

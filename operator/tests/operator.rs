@@ -198,6 +198,7 @@ fn settings(ns: &str, lease_seconds: u64) -> OperatorSettings {
         namespace: ns.to_owned(),
         lease: Duration::from_secs(lease_seconds),
         watch_namespace: Some(ns.to_owned()),
+        concurrency: 16,
     }
 }
 
@@ -941,6 +942,237 @@ async fn the_operator_works_with_only_its_rbac() {
     roll_out(&client, &ns, "app-api").await;
     roll_out(&client, &ns, "app-worker").await;
     wait_for_condition(&client, &ns, "app", "Ready", "True").await;
+    let _ = std::fs::remove_file(path);
+}
+
+// ------------------------------------------------------------------ the Helm chart
+
+fn chart_dir() -> String {
+    format!("{}/../helm/basalt", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn helm() -> Command {
+    let helm = std::env::var("BASALT_TEST_HELM").unwrap_or_else(|_| {
+        panic!("BASALT_TEST_HELM is not set: run scripts/test, which builds a pinned helm")
+    });
+    let mut command = Command::new(helm);
+    // No repositories, plugins or caches from the user's home.
+    let home = std::env::temp_dir().join("basalt-test-helm");
+    command
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    command
+}
+
+/// `helm template` of the chart with `args`, as objects.
+fn helm_template(args: &[&str]) -> Vec<Value> {
+    let out = helm()
+        .args([
+            "template",
+            "t",
+            &chart_dir(),
+            "--namespace",
+            "basalt-system",
+        ])
+        .args(["--kube-version", "1.34.0"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm template {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_saphyr::from_multiple::<Value>(&String::from_utf8(out.stdout).unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.is_object())
+        .collect()
+}
+
+/// A role's rules, each with its lists sorted, sorted: what it allows, not how it is written.
+fn rules(role: &Value) -> Vec<Value> {
+    let mut rules: Vec<Value> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| {
+            let sorted = |key: &str| {
+                let mut v: Vec<String> = rule[key]
+                    .as_array()
+                    .map(|a| a.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default();
+                v.sort();
+                v
+            };
+            json!({"apiGroups": sorted("apiGroups"), "resources": sorted("resources"), "verbs": sorted("verbs")})
+        })
+        .collect();
+    rules.sort_by_key(ToString::to_string);
+    rules
+}
+
+fn kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+/// The chart grants exactly what `operator rbac` does: the same rules, cluster-wide or (with
+/// `operator.watchNamespace`) in that namespace, and the Lease's in the release's namespace.
+#[test]
+fn the_charts_rbac_is_the_operators() {
+    let operator = operator::rbac::objects("basalt-system");
+    let cluster_rules = rules(kind(&operator, "ClusterRole")[0]);
+    let lease_rules = rules(kind(&operator, "Role")[0]);
+
+    let chart = helm_template(&[]);
+    let roles = kind(&chart, "ClusterRole");
+    assert_eq!(roles.len(), 1);
+    assert_eq!(rules(roles[0]), cluster_rules);
+    let leases = kind(&chart, "Role");
+    assert_eq!(leases.len(), 1);
+    assert_eq!(rules(leases[0]), lease_rules);
+    assert_eq!(leases[0]["metadata"]["namespace"], "basalt-system");
+    let deployment = kind(&chart, "Deployment")[0];
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        kind(&chart, "ServiceAccount")[0]["metadata"]["name"]
+    );
+
+    let scoped = helm_template(&["--set", "operator.watchNamespace=apps"]);
+    assert!(kind(&scoped, "ClusterRole").is_empty());
+    let roles = kind(&scoped, "Role");
+    let apps = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "apps")
+        .unwrap();
+    assert_eq!(rules(apps), cluster_rules);
+    assert_eq!(kind(&scoped, "RoleBinding").len(), 2);
+}
+
+/// `values.schema.json` and the templates refuse bad values, naming them.
+#[test]
+fn the_chart_refuses_bad_values() {
+    let refused = |args: &[&str], says: &str| {
+        let out = helm()
+            .args(["template", "t", &chart_dir(), "--kube-version", "1.34.0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} rendered");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    refused(&["--set", "operator.replicas=0"], "replicas");
+    refused(&["--set", "operator.leaseSeconds=1"], "leaseSeconds");
+    refused(&["--set", "operator.logFormat=xml"], "logFormat");
+    refused(
+        &["--set", "operator.watchNamespace=Not_A_Namespace"],
+        "watchNamespace",
+    );
+    refused(&["--set", "operator.unknown=1"], "unknown");
+    refused(&["--set", "appDeployment.enabled=true"], "image");
+    refused(
+        &[
+            "--set",
+            "appDeployment.enabled=true",
+            "--set",
+            "appDeployment.spec.image=x:1",
+            "--set",
+            "appDeployment.spec.api.pdb.minAvailable=1",
+            "--set",
+            "appDeployment.spec.api.pdb.maxUnavailable=1",
+        ],
+        "pdb",
+    );
+}
+
+/// `helm install` into the test control plane, an AppDeployment from the chart's values, and
+/// the operator running with a token of the chart's own ServiceAccount: every child and the
+/// status appear; what the operator does not need is denied to that account.
+#[tokio::test]
+async fn the_chart_installs_and_its_service_account_runs_the_operator() {
+    let _plane = CONTROL_PLANE.read().await;
+    let client = admin().await;
+    let ns = namespace(&client).await;
+    create_secret(&client, &ns).await;
+    // The release's cluster-wide objects are named after it: one per test run namespace.
+    let release = ns.clone();
+    let out = helm()
+        .args(["install", &release, &chart_dir(), "--namespace", &ns])
+        .args(["--kubeconfig", &kubeconfig_path()])
+        .args(["--set", "operator.replicas=1"])
+        .args(["--set", "appDeployment.enabled=true"])
+        .args(["--set", "appDeployment.name=app"])
+        .args(["--set", "appDeployment.spec.image=registry.test/basalt:1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let notes = String::from_utf8_lossy(&out.stdout);
+    assert!(notes.contains("AppDeployment app was created"), "{notes}");
+
+    let account = format!("{release}-operator");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let token = accounts
+        .create_token_request(
+            &account,
+            &PostParams::default(),
+            &serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).unwrap(),
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let mut kubeconfig: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
+    for user in kubeconfig["users"].as_array_mut().unwrap() {
+        user["user"] = json!({"token": token});
+    }
+    let path = std::env::temp_dir().join(format!("basalt-operator-chart-{ns}.kubeconfig"));
+    std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+
+    let _operator = spawn_operator(path.to_str().unwrap(), &ns, "chart");
+    let job = migration_job(&client, &ns, "registry.test/basalt:1").await;
+    finish_job(&client, &ns, &job.name_any(), true).await;
+    roll_out(&client, &ns, "app-api").await;
+    roll_out(&client, &ns, "app-worker").await;
+    wait_for_condition(&client, &ns, "app", "Ready", "True").await;
+    let _: Service = eventually("the Service", WAIT, || get(&client, &ns, "app-api")).await;
+    let _: PodDisruptionBudget =
+        eventually("the API's PDB", WAIT, || get(&client, &ns, "app-api")).await;
+
+    // The chart's account may not list Secrets (only get the ones a resource names), nor
+    // delete AppDeployments.
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let restricted = Client::try_from(config).unwrap();
+    let secrets: Api<Secret> = Api::namespaced(restricted.clone(), &ns);
+    match secrets.list(&ListParams::default()).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),
+        other => panic!("listing Secrets: {other:?}"),
+    }
+    let apps: Api<AppDeployment> = Api::namespaced(restricted, &ns);
+    match apps.delete("app", &DeleteParams::default()).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),
+        other => panic!("deleting the AppDeployment: {other:?}"),
+    }
+    let out = helm()
+        .args(["uninstall", &release, "--namespace", &ns])
+        .args(["--kubeconfig", &kubeconfig_path()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm uninstall: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_file(path);
 }
 

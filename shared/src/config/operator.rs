@@ -1,5 +1,5 @@
 //! The operator: `OPERATOR_HEALTH_ADDR`, `OPERATOR_NAMESPACE`, `OPERATOR_LEASE_SECONDS`,
-//! `OPERATOR_WATCH_NAMESPACE`, and the
+//! `OPERATOR_WATCH_NAMESPACE`, `OPERATOR_CONCURRENCY`, and the
 //! settings an `AppDeployment` may pass to the API and the worker ([`DEPLOYABLE_SETTINGS`]).
 
 use std::{net::SocketAddr, time::Duration};
@@ -59,6 +59,10 @@ pub struct OperatorSettings {
     pub lease: Duration,
     /// Only AppDeployments (and children) in this namespace; every namespace when unset.
     pub watch_namespace: Option<String>,
+    /// Most reconciles running at once. Each applies up to seven children at once, so this
+    /// bounds the requests in flight, the API server's load from the operator and the
+    /// operator's memory (each connection holds buffers and TLS state).
+    pub concurrency: u16,
 }
 
 impl OperatorSettings {
@@ -82,6 +86,7 @@ impl OperatorSettings {
                 .unwrap_or_else(|| "default".to_owned()),
             lease: Duration::from_secs(lease),
             watch_namespace: env.get("OPERATOR_WATCH_NAMESPACE"),
+            concurrency: env.positive_or("OPERATOR_CONCURRENCY", 16u16)?,
         })
     }
 }
