@@ -31,6 +31,9 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// GET /ready of the host serving on BIND_ADDR; exit 0 when it answers 2xx, 1 otherwise
+    /// (a container healthcheck: the image has no shell or curl).
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -58,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Command::Healthcheck => return healthcheck().await,
         Command::Migrate => true,
         Command::Serve => false,
     };
@@ -87,5 +91,12 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn healthcheck() -> anyhow::Result<()> {
+    let env = shared::config::Env::from_process(Runtime::Host).context("invalid configuration")?;
+    let http = shared::config::HttpSettings::from_env(&env).context("invalid configuration")?;
+    shared::probe::check(http.bind_addr, "/ready", std::time::Duration::from_secs(5)).await?;
     Ok(())
 }

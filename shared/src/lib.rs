@@ -7,6 +7,7 @@
 //!
 //! - [`ssrf`]: which addresses a request to a user-supplied URL (a webhook) may reach.
 //!   [`sealed`]: secrets kept encrypted at rest (webhook signing secrets).
+//!   [`probe`]: one GET of a local readiness endpoint (`host`/`worker healthcheck`).
 //! - [`signal`]: SIGTERM/SIGINT, what the host and the worker stop on.
 //! - [`config`]: typed settings from the environment, one type per component; refuses to
 //!   start on bad values, naming the variable.
@@ -39,6 +40,7 @@ pub mod http;
 pub mod idempotency;
 pub mod lambda;
 pub mod migrations;
+pub mod probe;
 pub mod rate_limit;
 pub mod repo;
 pub mod routes;

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 
 /// Bottom-up; modules on one line must not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["ssrf", "sealed"],
+    &["ssrf", "sealed", "probe"],
     &["config", "signal"],
     &["telemetry", "migrations", "tls"],
     &["db"],

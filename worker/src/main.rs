@@ -3,7 +3,7 @@
 //! …), the `WORKER_*`/`JOBS_*` settings, the `WEBHOOK_*` settings (`serve` requires
 //! `WEBHOOK_ENCRYPTION_KEY`: it signs deliveries) and `LOG_FORMAT`: it needs no `JWT_SECRET`.
 
-use std::{collections::HashMap, process::ExitCode};
+use std::{collections::HashMap, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +30,9 @@ enum Command {
     /// Inspect and repair the job queue.
     #[command(subcommand)]
     Jobs(Jobs),
+    /// GET /readyz of the worker whose health server is on WORKER_HEALTH_ADDR; exit 0 when it
+    /// answers 2xx, 1 otherwise (a container healthcheck: the image has no shell or curl).
+    Healthcheck,
 }
 
 /// `worker serve`'s settings as flags, each in front of the environment variable it names.
@@ -157,13 +160,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .unwrap_or_else(|| Command::Serve(ServeFlags::default()));
     let overrides = match &command {
         Command::Serve(flags) => flags.overrides(),
-        Command::Jobs(_) => HashMap::new(),
+        Command::Jobs(_) | Command::Healthcheck => HashMap::new(),
     };
     let env = Env::from_process_with(Runtime::Host, overrides).context("invalid configuration")?;
-    let database = DatabaseSettings::from_env(&env).context("invalid configuration")?;
-    let log_format = LogFormat::from_env(&env).context("invalid configuration")?;
     let jobs = match command {
+        // Before the database settings: a probe needs none.
+        Command::Healthcheck => {
+            let settings = WorkerSettings::from_env(&env).context("invalid configuration")?;
+            shared::probe::check(settings.health_addr, "/readyz", Duration::from_secs(5)).await?;
+            return Ok(());
+        }
+        Command::Jobs(jobs) => jobs,
         Command::Serve(_) => {
+            let database = DatabaseSettings::from_env(&env).context("invalid configuration")?;
+            let log_format = LogFormat::from_env(&env).context("invalid configuration")?;
             let db = Db::with_session_settings(&database, worker::WORKER_SESSION)?;
             let settings = WorkerSettings::from_env(&env).context("invalid configuration")?;
             let webhook_settings =
@@ -182,8 +192,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("stopped");
             return Ok(());
         }
-        Command::Jobs(jobs) => jobs,
     };
+    let database = DatabaseSettings::from_env(&env).context("invalid configuration")?;
     // Operators' commands keep synchronous commits: a replay they were told happened did.
     let db = Db::new(&database)?;
     let out = match jobs {
