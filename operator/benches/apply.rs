@@ -297,6 +297,165 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+/// Creates namespace `ns`; returns the namespaces' API, to delete it at the end.
+async fn create_namespace(client: &Client, ns: &str) -> Api<Namespace> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    namespaces
+}
+
+struct Direct {
+    elapsed: Duration,
+    writes: usize,
+    concurrency: usize,
+    apiserver_cpu: Duration,
+}
+
+/// Server-side applies `object` as the operator would (its field manager, forced).
+async fn apply<K>(api: &Api<K>, object: &K)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap();
+    api.patch(
+        &name,
+        &PatchParams::apply(operator::reconcile::MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {} {name}: {e}", K::kind(&())));
+}
+
+/// Every child of `names` (in a fresh namespace) written once, plus one status write each.
+async fn direct_writes(
+    client: &Client,
+    ns: &str,
+    names: &[String],
+    spec: &Value,
+    args: &Args,
+) -> Direct {
+    use operator::children::{self, Component};
+    let ns = format!("{ns}-direct");
+    let namespaces = create_namespace(client, &ns).await;
+    let apps_api: Api<AppDeployment> = Api::namespaced(client.clone(), &ns);
+    let mut apps = Vec::new();
+    for name in names {
+        let app = apps_api
+            .patch(
+                name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "basalt.dev/v1alpha1", "kind": "AppDeployment",
+                    "metadata": {"name": name}, "spec": spec,
+                })),
+            )
+            .await
+            .unwrap();
+        apps.push(app);
+    }
+    let concurrency = std::env::var("OPERATOR_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16usize);
+    let apiserver = args
+        .cpu_of
+        .iter()
+        .find(|(n, _)| n == "kube-apiserver")
+        .map(|(_, p)| *p);
+    let cpu_before = apiserver.map(cpu_time).unwrap_or_default();
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    futures_util::stream::iter(apps)
+        .for_each_concurrent(concurrency, |app| {
+            let (client, ns, writes) = (client.clone(), ns.clone(), writes.clone());
+            async move {
+                let owner = app.controller_owner_ref(&()).unwrap();
+                let count = |n| writes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                apply(
+                    &Api::namespaced(client.clone(), &ns),
+                    &children::migration_job(&app, &app.spec.image, &owner),
+                )
+                .await;
+                let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+                let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+                let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+                let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+                let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+                let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+                let mut n = 1;
+                let service = children::service(&app, &owner);
+                let ingress = children::ingress(&app, &owner);
+                let policy = children::network_policy(&app, &owner);
+                let hpa: Vec<_> = Component::ALL
+                    .iter()
+                    .filter_map(|c| children::autoscaler(&app, *c, &owner))
+                    .collect();
+                let pdb: Vec<_> = Component::ALL
+                    .iter()
+                    .filter_map(|c| children::disruption_budget(&app, *c, &owner))
+                    .collect();
+                let deployment: Vec<_> = Component::ALL
+                    .iter()
+                    .map(|c| children::deployment(&app, *c, &app.spec.image, &owner))
+                    .collect();
+                let mut batch: Vec<
+                    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>,
+                > = vec![Box::pin(apply(&services, &service))];
+                if let Some(i) = &ingress {
+                    batch.push(Box::pin(apply(&ingresses, i)));
+                }
+                if let Some(p) = &policy {
+                    batch.push(Box::pin(apply(&policies, p)));
+                }
+                for h in &hpa {
+                    batch.push(Box::pin(apply(&hpas, h)));
+                }
+                for p in &pdb {
+                    batch.push(Box::pin(apply(&pdbs, p)));
+                }
+                n += batch.len();
+                futures_util::future::join_all(batch).await;
+                n += deployment.len();
+                futures_util::future::join_all(deployment.iter().map(|d| apply(&deployments, d)))
+                    .await;
+                let apps: Api<AppDeployment> = Api::namespaced(client.clone(), &ns);
+                apps.patch_status(
+                    &app.name_any(),
+                    &PatchParams::apply(operator::reconcile::MANAGER).force(),
+                    &Patch::Apply(json!({
+                        "apiVersion": "basalt.dev/v1alpha1", "kind": "AppDeployment",
+                        "status": {"observedGeneration": app.metadata.generation},
+                    })),
+                )
+                .await
+                .unwrap();
+                count(n + 1);
+            }
+        })
+        .await;
+    let elapsed = started.elapsed();
+    let _ = namespaces.delete(&ns, &Default::default()).await;
+    Direct {
+        elapsed,
+        writes: writes.load(std::sync::atomic::Ordering::Relaxed),
+        concurrency,
+        apiserver_cpu: apiserver
+            .map(cpu_time)
+            .unwrap_or_default()
+            .saturating_sub(cpu_before),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = args();
@@ -322,14 +481,7 @@ async fn main() -> ExitCode {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ns = format!("bench-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    let namespaces = create_namespace(&client, &ns).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     secrets
         .create(
@@ -369,7 +521,7 @@ async fn main() -> ExitCode {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let _operator = Operator(child);
+    let operator = Operator(child);
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -582,6 +734,26 @@ async fn main() -> ExitCode {
     for i in incomplete.iter().take(10) {
         println!("incomplete: {i}");
     }
+
+    // The control: the same children written straight to the same API server, the operator
+    // stopped, with as many resources at once as the operator reconciles — the API server's
+    // own cost of the writes 200 resources need, whoever makes them.
+    drop(operator);
+    let direct = direct_writes(&client, &ns, &names, &spec, &args).await;
+    println!(
+        "{:<34} {} for {} writes ({} per resource, {} resources at once), kube-apiserver {:.1} CPU s",
+        "control: the children written directly",
+        ms(direct.elapsed),
+        direct.writes,
+        direct.writes / names.len(),
+        direct.concurrency,
+        direct.apiserver_cpu.as_secs_f64()
+    );
+    println!(
+        "{:<34} {:.2}× the direct writes' time",
+        "operator, all done",
+        all_done.as_secs_f64() / direct.elapsed.as_secs_f64()
+    );
 
     let p50 = percentile(&to_children, 50.0);
     let targets = [

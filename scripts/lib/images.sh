@@ -18,6 +18,13 @@ _images_log() { printf '[images] %s\n' "$*" >&2; }
 
 _IMAGES_PASSED=0
 _IMAGES_FAILED=0
+# _images_check DESCRIPTION COMMAND... — one check; safe under `set -e` (the caller's).
+_images_check() {
+  local what=$1
+  shift
+  if "$@" >&2; then _images_result 0 "${what}"; else _images_result 1 "${what}"; fi
+}
+
 _images_result() {
   if [[ $1 == 0 ]]; then
     _IMAGES_PASSED=$((_IMAGES_PASSED + 1))
@@ -26,6 +33,15 @@ _images_result() {
     _IMAGES_FAILED=$((_IMAGES_FAILED + 1))
     printf 'FAIL %s\n' "$2"
   fi
+}
+
+# Quiet: a check's output is its ok/FAIL line (the command's own output goes to stderr).
+_images_fails() { ! "$@" >/dev/null 2>&1; }
+_images_body_has() { [[ $(curl -fsS "$1" 2>/dev/null) == *"$2"* ]]; }
+_images_same_output() {
+  local want=$1
+  shift
+  cmp -s <("$@" 2>/dev/null) "${want}"
 }
 
 _images_podman() {
@@ -48,7 +64,7 @@ _images_base() {
   ctx=$(mktemp -d "${TMPDIR:-/tmp}/basalt-image-base.XXXXXX")
   mkdir -p "${ctx}/rootfs/etc/ssl/certs" "${ctx}/rootfs/tmp"
   chmod 1777 "${ctx}/rootfs/tmp"
-  for lib in $(ldd "${bin_dir}"/host "${bin_dir}"/worker "${bin_dir}"/operator | awk '$2 == "=>" { print $3 } $1 ~ /^\// { print $1 }' | sort -u); do
+  for lib in $(ldd "${bin_dir}"/host "${bin_dir}"/worker "${bin_dir}"/operator | awk '$2 == "=>" { print $3 } $1 ~ /^\// && $1 !~ /:$/ { print $1 }' | sort -u); do
     mkdir -p "${ctx}/rootfs$(dirname "${lib}")"
     cp -L "${lib}" "${ctx}/rootfs${lib}"
   done
@@ -77,12 +93,15 @@ image_check() {
   local bin_dir=${1:?usage: image_check BIN_DIR DATABASE_URL} database_url=${2:?usage: image_check BIN_DIR DATABASE_URL}
   command -v podman >/dev/null 2>&1 || need_apt_packages podman
   command -v runc >/dev/null 2>&1 || need_apt_packages runc
-  local tag suffix ctx target rc port health_port flags host_cid="" worker_cid=""
+  local tag suffix ctx target port health_port flags host_cid="" worker_cid=""
   suffix=$$
   tag=localhost/basalt-test-runtime:${suffix}
   mapfile -t flags < <(_images_run_flags)
   _images_log "assembling the runtime base ${tag}"
-  _images_base "${bin_dir}" "${tag}" || { _images_log "could not build the runtime base"; return 1; }
+  if ! _images_base "${bin_dir}" "${tag}"; then
+    _images_log "could not build the runtime base"
+    return 1
+  fi
 
   ctx=$(mktemp -d "${TMPDIR:-/tmp}/basalt-image-ctx.XXXXXX")
   mkdir -p "${ctx}/prebuilt"
@@ -90,55 +109,51 @@ image_check() {
   cp "${bin_dir}"/host "${bin_dir}"/worker "${bin_dir}"/operator "${ctx}/prebuilt/"
   for target in host worker operator; do
     _images_log "podman build --target ${target} (BINARIES=prebuilt)"
-    _images_podman build -q --target "${target}" --build-arg BINARIES=prebuilt \
-      --build-arg RUNTIME_IMAGE="${tag}" -t "localhost/basalt-${target}:${suffix}" "${ctx}" >/dev/null
-    _images_result $? "the Dockerfile's ${target} target builds (runtime on the assembled base)"
+    _images_check "the Dockerfile's ${target} target builds (runtime on the assembled base)" \
+      _images_podman build -q --target "${target}" --build-arg BINARIES=prebuilt \
+      --build-arg RUNTIME_IMAGE="${tag}" -t "localhost/basalt-${target}:${suffix}" "${ctx}"
   done
   rm -rf "${ctx}"
 
   local user
-  user=$(_images_podman image inspect --format '{{.Config.User}}' "localhost/basalt-host:${suffix}" 2>/dev/null)
-  [[ ${user} == 65532:65532 ]]
-  _images_result $? "the images run as the non-root user 65532 (host image says '${user}')"
+  user=$(_images_podman image inspect --format '{{.Config.User}}' "localhost/basalt-host:${suffix}" 2>/dev/null || true)
+  _images_check "the images run as the non-root user 65532 (host image says '${user}')" \
+    test "${user}" == 65532:65532
 
   local env=(-e "DATABASE_URL=${database_url}" -e "JWT_SECRET=image-check-secret-image-check-secret-0123"
     -e "WEBHOOK_ENCRYPTION_KEY=aW1hZ2UtY2hlY2sta2V5LWltYWdlLWNoZWNrLWtleS0=" -e LOG_FORMAT=json)
-  _images_podman run --rm "${flags[@]}" "${env[@]}" "localhost/basalt-host:${suffix}" migrate >/dev/null 2>&1
-  _images_result $? "host image: migrate applies the migrations"
+  _images_check "host image: migrate applies the migrations" \
+    _images_podman run --rm "${flags[@]}" "${env[@]}" "localhost/basalt-host:${suffix}" migrate
 
   port=$(free_port)
   host_cid=$(_images_podman run -d --rm "${flags[@]}" "${env[@]}" -e "BIND_ADDR=127.0.0.1:${port}" \
-    "localhost/basalt-host:${suffix}" 2>/dev/null)
-  _images_wait "http://127.0.0.1:${port}/ready"
-  _images_result $? "host image: serve answers /ready on the test PostgreSQL"
-  [[ $(curl -fsS "http://127.0.0.1:${port}/health" 2>/dev/null) == *ok* ]]
-  _images_result $? "host image: /health"
-  _images_podman run --rm "${flags[@]}" -e "BIND_ADDR=127.0.0.1:${port}" \
-    "localhost/basalt-host:${suffix}" healthcheck >/dev/null 2>&1
-  _images_result $? "host image: \`host healthcheck\` (Compose's healthcheck) passes"
-  [[ -n ${host_cid} ]] && _images_podman stop -t 10 "${host_cid}" >/dev/null 2>&1
-  _images_podman run --rm "${flags[@]}" -e "BIND_ADDR=127.0.0.1:${port}" \
-    "localhost/basalt-host:${suffix}" healthcheck >/dev/null 2>&1
-  rc=$?
-  [[ ${rc} != 0 ]]
-  _images_result $? "host image: \`host healthcheck\` fails once the host stopped (exit ${rc})"
+    "localhost/basalt-host:${suffix}" 2>/dev/null || true)
+  _images_check "host image: serve answers /ready on the test PostgreSQL" \
+    _images_wait "http://127.0.0.1:${port}/ready"
+  _images_check "host image: /health" _images_body_has "http://127.0.0.1:${port}/health" ok
+  _images_check "host image: \`host healthcheck\` (Compose's healthcheck) passes" \
+    _images_podman run --rm "${flags[@]}" -e "BIND_ADDR=127.0.0.1:${port}" \
+    "localhost/basalt-host:${suffix}" healthcheck
+  if [[ -n ${host_cid} ]]; then _images_podman stop -t 10 "${host_cid}" >/dev/null 2>&1 || true; fi
+  _images_check "host image: \`host healthcheck\` fails once the host stopped" \
+    _images_fails _images_podman run --rm "${flags[@]}" -e "BIND_ADDR=127.0.0.1:${port}" \
+    "localhost/basalt-host:${suffix}" healthcheck
 
   health_port=$(free_port)
   worker_cid=$(_images_podman run -d --rm "${flags[@]}" "${env[@]}" -e "WORKER_HEALTH_ADDR=127.0.0.1:${health_port}" \
-    "localhost/basalt-worker:${suffix}" 2>/dev/null)
-  _images_wait "http://127.0.0.1:${health_port}/readyz"
-  _images_result $? "worker image: serve answers /readyz"
-  _images_podman run --rm "${flags[@]}" -e "WORKER_HEALTH_ADDR=127.0.0.1:${health_port}" \
-    "localhost/basalt-worker:${suffix}" healthcheck >/dev/null 2>&1
-  _images_result $? "worker image: \`worker healthcheck\` passes"
-  [[ -n ${worker_cid} ]] && _images_podman stop -t 35 "${worker_cid}" >/dev/null 2>&1
+    "localhost/basalt-worker:${suffix}" 2>/dev/null || true)
+  _images_check "worker image: serve answers /readyz" _images_wait "http://127.0.0.1:${health_port}/readyz"
+  _images_check "worker image: \`worker healthcheck\` passes" \
+    _images_podman run --rm "${flags[@]}" -e "WORKER_HEALTH_ADDR=127.0.0.1:${health_port}" \
+    "localhost/basalt-worker:${suffix}" healthcheck
+  if [[ -n ${worker_cid} ]]; then _images_podman stop -t 35 "${worker_cid}" >/dev/null 2>&1 || true; fi
 
-  cmp -s <(_images_podman run --rm "${flags[@]}" "localhost/basalt-operator:${suffix}" crd 2>/dev/null) \
-    "${REPO}/helm/basalt/crds/appdeployments.basalt.dev.yaml"
-  _images_result $? "operator image: \`operator crd\` prints the checked-in CRD"
+  _images_check "operator image: \`operator crd\` prints the checked-in CRD" \
+    _images_same_output "${REPO}/helm/basalt/crds/appdeployments.basalt.dev.yaml" \
+    _images_podman run --rm "${flags[@]}" "localhost/basalt-operator:${suffix}" crd
 
   _images_podman rmi -f "localhost/basalt-host:${suffix}" "localhost/basalt-worker:${suffix}" \
     "localhost/basalt-operator:${suffix}" "${tag}" >/dev/null 2>&1
   printf '%s passed, %s failed\n' "${_IMAGES_PASSED}" "${_IMAGES_FAILED}"
-  [[ ${_IMAGES_FAILED} == 0 ]]
+  test "${_IMAGES_FAILED}" == 0
 }
