@@ -345,6 +345,26 @@ async fn direct_writes(
     args: &Args,
 ) -> Direct {
     use operator::children::{self, Component};
+    // The test control plane's service range is a /24: the first run's Services go first.
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let listed = services.list(&ListParams::default()).await.unwrap();
+    let delete = kube::api::DeleteParams::default();
+    futures_util::future::join_all(
+        listed
+            .items
+            .iter()
+            .map(|s| services.delete(s.metadata.name.as_deref().unwrap(), &delete)),
+    )
+    .await;
+    while !services
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let ns = format!("{ns}-direct");
     let namespaces = create_namespace(client, &ns).await;
     let apps_api: Api<AppDeployment> = Api::namespaced(client.clone(), &ns);
