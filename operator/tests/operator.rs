@@ -883,6 +883,31 @@ async fn the_operator_survives_an_api_server_restart() {
     wait_for_condition(&client, &ns, "app", "Ready", "True").await;
 }
 
+/// The admin kubeconfig with a token of ServiceAccount `account` in `ns` instead (from the
+/// TokenRequest API), written to a file of its own; returns its path.
+async fn kubeconfig_for(client: &Client, ns: &str, account: &str) -> std::path::PathBuf {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let token = accounts
+        .create_token_request(
+            account,
+            &PostParams::default(),
+            &serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).unwrap(),
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let mut kubeconfig: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
+    for user in kubeconfig["users"].as_array_mut().unwrap() {
+        user["user"] = json!({"token": token});
+    }
+    let path = std::env::temp_dir().join(format!("basalt-operator-{ns}-{account}.kubeconfig"));
+    std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+    path
+}
+
 /// The operator with only its RBAC (`operator rbac`'s objects, bound to a ServiceAccount whose
 /// token comes from the TokenRequest API), not as an administrator, reconciles a resource.
 #[tokio::test]
@@ -914,26 +939,7 @@ async fn the_operator_works_with_only_its_rbac() {
         .await
         .unwrap();
     }
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    let token = accounts
-        .create_token_request(
-            operator::rbac::NAME,
-            &PostParams::default(),
-            &serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).unwrap(),
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    // The admin kubeconfig with the account's token instead.
-    let mut kubeconfig: Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
-    for user in kubeconfig["users"].as_array_mut().unwrap() {
-        user["user"] = json!({"token": token});
-    }
-    let path = std::env::temp_dir().join(format!("basalt-operator-sa-{ns}.kubeconfig"));
-    std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+    let path = kubeconfig_for(&client, &ns, operator::rbac::NAME).await;
 
     let _operator = spawn_operator(path.to_str().unwrap(), &ns, "restricted");
     apply_app(&client, &ns, "app", spec("registry.test/basalt:1")).await;
@@ -1115,26 +1121,7 @@ async fn the_chart_installs_and_its_service_account_runs_the_operator() {
     let notes = String::from_utf8_lossy(&out.stdout);
     assert!(notes.contains("AppDeployment app was created"), "{notes}");
 
-    let account = format!("{release}-operator");
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    let token = accounts
-        .create_token_request(
-            &account,
-            &PostParams::default(),
-            &serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).unwrap(),
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let mut kubeconfig: Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
-    for user in kubeconfig["users"].as_array_mut().unwrap() {
-        user["user"] = json!({"token": token});
-    }
-    let path = std::env::temp_dir().join(format!("basalt-operator-chart-{ns}.kubeconfig"));
-    std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+    let path = kubeconfig_for(&client, &ns, &format!("{release}-operator")).await;
 
     let _operator = spawn_operator(path.to_str().unwrap(), &ns, "chart");
     let job = migration_job(&client, &ns, "registry.test/basalt:1").await;
