@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -971,6 +972,24 @@ fn helm() -> Command {
     command
 }
 
+/// `helm uninstall` of `release` in `ns`.
+fn helm_uninstall(release: &str, ns: &str) {
+    let out = helm()
+        .args(["uninstall", release, "--namespace", ns])
+        .args(["--kubeconfig", &kubeconfig_path()])
+        .output()
+        .unwrap();
+    assert_succeeded("helm uninstall", &out);
+}
+
+fn assert_succeeded(what: &str, out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `helm template` of the chart with `args`, as objects.
 fn helm_template(args: &[&str]) -> Vec<Value> {
     let out = helm()
@@ -1091,6 +1110,46 @@ fn the_chart_refuses_bad_values() {
         ],
         "pdb",
     );
+    let app = [
+        "--set",
+        "appDeployment.enabled=true",
+        "--set",
+        "appDeployment.spec.image=x:1",
+    ];
+    refused(
+        &["--set", "operator.enabled=false"],
+        "appDeployment.enabled=true",
+    );
+    refused(
+        &[
+            &app[..],
+            &[
+                "--set",
+                "appDeployment.spec.worker.autoscaling.minReplicas=5",
+            ],
+            &[
+                "--set",
+                "appDeployment.spec.worker.autoscaling.maxReplicas=2",
+            ],
+        ]
+        .concat(),
+        "minReplicas must not exceed maxReplicas",
+    );
+    refused(
+        &[&app[..], &["--set", "appDeployment.spec.replica=2"]].concat(),
+        "'replica' not allowed",
+    );
+    refused(
+        &[
+            &app[..],
+            &[
+                "--set-json",
+                r#"appDeployment.spec.networkPolicy={"database":[{"cidr":"10.0.0.0/8","podSelector":{},"port":5432}]}"#,
+            ],
+        ]
+        .concat(),
+        "networkPolicy/database/0",
+    );
 }
 
 /// `helm install` into the test control plane, an AppDeployment from the chart's values, and
@@ -1113,11 +1172,7 @@ async fn the_chart_installs_and_its_service_account_runs_the_operator() {
         .args(["--set", "appDeployment.spec.image=registry.test/basalt:1"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "helm install: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("helm install", &out);
     let notes = String::from_utf8_lossy(&out.stdout);
     assert!(notes.contains("AppDeployment app was created"), "{notes}");
 
@@ -1150,17 +1205,218 @@ async fn the_chart_installs_and_its_service_account_runs_the_operator() {
         Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),
         other => panic!("deleting the AppDeployment: {other:?}"),
     }
-    let out = helm()
-        .args(["uninstall", &release, "--namespace", &ns])
-        .args(["--kubeconfig", &kubeconfig_path()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "helm uninstall: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    helm_uninstall(&release, &ns);
     let _ = std::fs::remove_file(path);
+}
+
+// ------------------------------------------------- the chart without the operator
+
+/// `helm/basalt/ci/full-values.yaml`.
+fn full_values() -> String {
+    format!("{}/ci/full-values.yaml", chart_dir())
+}
+
+/// Chart-only labels and metadata (who manages the object, which chart, Helm's hook
+/// annotations, the operator's owner reference) removed: what the two paths must agree on.
+fn without_management(mut object: Value) -> Value {
+    fn strip(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Object(labels)) = map.get_mut("labels") {
+                    labels.remove("app.kubernetes.io/managed-by");
+                    labels.remove("helm.sh/chart");
+                }
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        meta.remove("ownerReferences");
+        meta.remove("annotations");
+    }
+    strip(&mut object);
+    object
+}
+
+/// Objects by kind and name.
+fn by_kind_and_name(objects: Vec<Value>) -> BTreeMap<(String, String), Value> {
+    objects
+        .into_iter()
+        .map(|o| {
+            let key = (
+                o["kind"].as_str().unwrap().to_owned(),
+                o["metadata"]["name"].as_str().unwrap().to_owned(),
+            );
+            (key, without_management(o))
+        })
+        .collect()
+}
+
+/// What the operator applies for `app` once its image's migration succeeded: every child the
+/// reconciler writes, from the same builders.
+fn operator_children(app: &AppDeployment) -> BTreeMap<(String, String), Value> {
+    use operator::children::{self, Component};
+    let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        api_version: "basalt.dev/v1alpha1".to_owned(),
+        kind: "AppDeployment".to_owned(),
+        name: app.name_any(),
+        uid: "00000000-0000-0000-0000-000000000000".to_owned(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    let image = &app.spec.image;
+    fn json(object: &impl serde::Serialize) -> Value {
+        serde_json::to_value(object).unwrap()
+    }
+    let mut objects = vec![
+        json(&children::migration_job(app, image, &owner)),
+        json(&children::service(app, &owner)),
+    ];
+    objects.extend(children::ingress(app, &owner).map(|o| json(&o)));
+    objects.extend(children::network_policy(app, &owner).map(|o| json(&o)));
+    for c in Component::ALL {
+        objects.push(json(&children::deployment(app, c, image, &owner)));
+        objects.extend(children::autoscaler(app, c, &owner).map(|o| json(&o)));
+        objects.extend(children::disruption_budget(app, c, &owner).map(|o| json(&o)));
+    }
+    by_kind_and_name(objects)
+}
+
+/// For the same values, the chart with `operator.enabled=false` writes exactly the objects the
+/// operator applies for the AppDeployment the chart renders otherwise: the two paths cannot
+/// drift. Tried with every value set, with the defaults, and with the values' other branches.
+#[test]
+fn the_chart_without_the_operator_writes_what_the_operator_applies() {
+    let branches = std::env::temp_dir().join(format!("basalt-branches-{}.yaml", uuid_like()));
+    std::fs::write(
+        &branches,
+        json!({"appDeployment": {"enabled": true, "name": "other", "spec": {
+            "image": "registry.test/basalt@sha256:0123",
+            // null drops a default (Helm merges these values over values.yaml's).
+            "api": {"replicas": 0, "pdb": {"minAvailable": null, "maxUnavailable": "50%"}},
+            "worker": {"replicas": 3, "autoscaling": {"minReplicas": 2, "maxReplicas": 5},
+                       "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+            "secrets": {
+                "databaseUrl": {"name": "db", "key": "url"},
+                "jwtSecret": {"name": "jwt", "key": "secret"},
+                "webhookEncryptionKey": {"name": "hooks", "key": "key"},
+                "redisUrl": {"name": "redis", "key": "url"},
+            },
+            "config": {"LOG_FORMAT": "pretty", "RATE_LIMIT_DEFAULT": "100/60"},
+            "networkPolicy": {
+                "database": [{"podSelector": {"matchLabels": {"app": "pg"}},
+                              "namespaceSelector": {"matchLabels": {"team": "data"}}, "port": 5432}],
+                "httpsEgress": false,
+            },
+            "ingress": {"host": "api.test"},
+        }}})
+        .to_string(),
+    )
+    .unwrap();
+    let cases: [&[&str]; 3] = [
+        &["-f", &full_values()],
+        &[
+            "--set",
+            "appDeployment.enabled=true",
+            "--set",
+            "appDeployment.spec.image=registry.test/basalt:1",
+        ],
+        &["-f", branches.to_str().unwrap()],
+    ];
+    for values in cases {
+        let with_operator = helm_template(values);
+        let app: AppDeployment =
+            serde_json::from_value(kind(&with_operator, "AppDeployment")[0].clone()).unwrap();
+        let expected = operator_children(&app);
+
+        let direct = helm_template(&[values, &["--set", "operator.enabled=false"]].concat());
+        for missing in ["AppDeployment", "ServiceAccount", "ClusterRole", "Role"] {
+            assert!(kind(&direct, missing).is_empty(), "{values:?}: a {missing}");
+        }
+        let written = by_kind_and_name(direct);
+        assert_eq!(
+            written.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{values:?}: the objects differ"
+        );
+        for (key, object) in &written {
+            assert!(
+                object == &expected[key],
+                "{values:?}: {key:?} differs\nchart:    {}\noperator: {}",
+                serde_json::to_string_pretty(object).unwrap(),
+                serde_json::to_string_pretty(&expected[key]).unwrap(),
+            );
+        }
+    }
+    let _ = std::fs::remove_file(branches);
+}
+
+/// A `helm install|upgrade` of the chart without the operator, running in the background.
+fn helm_direct(verb: &str, release: &str, ns: &str, image: &str) -> Child {
+    helm()
+        .args([verb, release, &chart_dir(), "--namespace", ns])
+        .args(["--kubeconfig", &kubeconfig_path(), "--skip-crds"])
+        .args(["--timeout", "60s"])
+        .args(["--set", "operator.enabled=false"])
+        .args(["--set", "appDeployment.enabled=true"])
+        .args(["--set", "appDeployment.name=app"])
+        .args(["--set", &format!("appDeployment.spec.image={image}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Without the operator the chart migrates first too: `helm install` and `helm upgrade` run
+/// the migration Job as a hook and write the Deployments (with the new image) only after it
+/// succeeded; a failed migration fails the upgrade and keeps the running image.
+#[tokio::test]
+async fn the_chart_without_the_operator_migrates_before_it_rolls_out() {
+    let _plane = CONTROL_PLANE.read().await;
+    let client = admin().await;
+    let ns = namespace(&client).await;
+    create_secret(&client, &ns).await;
+    let release = "direct";
+    let api_image = || async {
+        get::<Deployment>(&client, &ns, "app-api")
+            .await
+            .map(|d| image_of(&d))
+    };
+
+    let install = helm_direct("install", release, &ns, "registry.test/basalt:1");
+    let job = migration_job(&client, &ns, "registry.test/basalt:1").await;
+    assert_eq!(api_image().await, None, "written before the migration ran");
+    finish_job(&client, &ns, &job.name_any(), true).await;
+    let out = install.wait_with_output().unwrap();
+    assert_succeeded("helm install", &out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("without the operator"));
+    assert_eq!(api_image().await.as_deref(), Some("registry.test/basalt:1"));
+    let worker: Deployment = get(&client, &ns, "app-worker").await.unwrap();
+    assert_eq!(image_of(&worker), "registry.test/basalt:1");
+    let _: Service = get(&client, &ns, "app-api").await.unwrap();
+    let _: PodDisruptionBudget = get(&client, &ns, "app-api").await.unwrap();
+
+    let upgrade = helm_direct("upgrade", release, &ns, "registry.test/basalt:2");
+    let job = migration_job(&client, &ns, "registry.test/basalt:2").await;
+    assert_eq!(api_image().await.as_deref(), Some("registry.test/basalt:1"));
+    finish_job(&client, &ns, &job.name_any(), true).await;
+    let out = upgrade.wait_with_output().unwrap();
+    assert_succeeded("helm upgrade", &out);
+    assert_eq!(api_image().await.as_deref(), Some("registry.test/basalt:2"));
+
+    let failing = helm_direct("upgrade", release, &ns, "registry.test/basalt:3");
+    let job = migration_job(&client, &ns, "registry.test/basalt:3").await;
+    finish_job(&client, &ns, &job.name_any(), false).await;
+    let out = failing.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a failed migration upgraded");
+    assert!(stderr.contains(&job.name_any()), "{stderr}");
+    assert_eq!(api_image().await.as_deref(), Some("registry.test/basalt:2"));
+
+    helm_uninstall(release, &ns);
+    assert_eq!(api_image().await, None);
 }
 
 /// The checked-in CRD and RBAC are what the code generates.
