@@ -4,6 +4,8 @@
 //! (`/openapi.json`) and serves the docs page (`/docs`). `main.rs` is a thin shell over
 //! [`Application`]; the integration tests drive the same type on port 0.
 
+pub mod migrate_function;
+
 use std::{future::Future, net::SocketAddr, pin::pin, sync::Arc, time::Duration};
 
 use aide::{

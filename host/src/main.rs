@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         shared::lambda::refuse_invocations(
             "host is the long-running server, not a Lambda function: invoke one of \
-             auth, users, api-keys, items, webhooks, health, worker-drain (README, \"Lambda \
+             auth, users, api-keys, items, webhooks, health, worker-drain, migrate (README, \"Lambda \
              locally\")",
         )
         .await

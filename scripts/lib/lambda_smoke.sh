@@ -20,7 +20,6 @@ lambda_smoke() {
     export DATABASE_URL=${db_url} REDIS_URL=${redis_url} BASALT_DEV=1 LOG_FORMAT=json \
       JWT_SECRET=lambda-smoke-only-jwt-secret-lambda-smoke-only RUST_LOG=info \
       WEBHOOK_ENCRYPTION_KEY=bGFtYmRhLXNtb2tlLW9ubHktd2ViaG9vay1rZXktMzI=
-    "${CARGO_TARGET_DIR:-${REPO}/target}/debug/host" migrate >/dev/null
     # On TERM, watch stops the function processes it started (each in a group of its own).
     exec cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "${port}" \
       --disable-cors --ignore-changes
@@ -52,6 +51,45 @@ lambda_smoke() {
     curl -s -o /dev/null "http://127.0.0.1:${port}/" && break
     sleep 0.1
   done
+
+  # The stack's migrations first, as CloudFormation runs them: the migrate function with a
+  # custom-resource Create event whose ResponseURL is a loopback stand-in for the presigned S3
+  # URL; the answer must be SUCCESS, and the functions below need the schema it made.
+  local answer cf_port
+  answer=$(mktemp /tmp/basalt-cfn-response.XXXXXX)
+  python3 - "${answer}" <<'PY' &
+import http.server, sys
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        with open(sys.argv[1] + ".body", "wb") as f:
+            f.write(body)
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+with open(sys.argv[1], "w") as f:
+    f.write(str(server.server_port))
+server.timeout = 120
+server.handle_request()
+PY
+  local answer_pid=$!
+  for ((i = 0; i < 50; i++)); do
+    [[ -s ${answer} ]] && break
+    sleep 0.1
+  done
+  cf_port=$(<"${answer}")
+  jq --arg url "http://127.0.0.1:${cf_port}/cloudformation-response?X-Amz-Signature=smoke" \
+    '.ResponseURL = $url' events/custom-resource/create.json |
+    cargo lambda invoke migrate -A 127.0.0.1 -P "${port}" --data-file /dev/stdin >/dev/null 2>&1 || true
+  wait "${answer_pid}" 2>/dev/null || true
+  if ! jq -e '.Status == "SUCCESS" and (.Data.Applied | tonumber) > 0' "${answer}.body" >/dev/null 2>&1; then
+    _smoke_fail "migrate: expected a SUCCESS answer with migrations applied, got: $(cat "${answer}.body" 2>/dev/null)"
+  else
+    printf '  %-9s %-16s %s\n' migrate "(custom resource)" "$(jq -c '{Status, Data}' "${answer}.body")" >&2
+  fi
+  rm -f "${answer}" "${answer}.body"
 
   local token=""
   if ! {

@@ -15,6 +15,7 @@ mod idempotency;
 mod invoke_events;
 mod items;
 mod logging;
+mod migrate_function;
 mod openapi;
 mod rate_limit;
 mod response_headers;
