@@ -48,6 +48,13 @@ pub const IDEMPOTENCY_KEY_REUSED: ProblemType = ProblemType {
     title: "Idempotency key reused",
 };
 
+/// 403: the operation needs a sign-in within `REAUTH_WINDOW_SECONDS`, or `current_password`
+/// now (creating an API key, deleting the account). A client asks for the password and retries.
+pub const REAUTHENTICATION_REQUIRED: ProblemType = ProblemType {
+    uri: "https://basalt.dev/problems/reauthentication-required",
+    title: "Re-authentication required",
+};
+
 /// The detail of an [`OUTCOME_UNKNOWN`] database failure.
 const COMMIT_LOST: &str = "the connection to the database was lost while the change was being \
     committed, so it may or may not have been applied: check before repeating the request, or \
@@ -70,8 +77,8 @@ pub struct Problem {
     pub detail: Option<String>,
     /// Echoes the `X-Request-Id` response header.
     pub request_id: Option<String>,
-    /// Field-level validation failures, when the request body was well-formed but invalid.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Field-level validation failures (absent from every other problem).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
 

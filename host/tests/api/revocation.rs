@@ -100,6 +100,11 @@ async fn sensitive_operations_need_a_recent_sign_in_or_the_password_and_never_an
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = new_key(&app, &user.token, json!({"name": "stale"})).await;
     r.assert_problem(403);
+    // A type a client can act on (ask for the password and retry).
+    assert_eq!(
+        r.body["type"],
+        "https://basalt.dev/problems/reauthentication-required"
+    );
     assert!(
         r.body["detail"]
             .as_str()

@@ -22,7 +22,13 @@ use self::{
     known_users::{Known, KnownUsers},
     password::Passwords,
 };
-use crate::{config::AuthSettings, db::Db, error::ApiError, repo};
+use crate::{
+    config::AuthSettings,
+    db::Db,
+    error::{ApiError, REAUTHENTICATION_REQUIRED},
+    repo,
+};
+use http::StatusCode;
 
 /// Who is calling, as established by the auth layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,10 +135,14 @@ impl Authenticator {
         if now.saturating_sub(issued_at) <= self.reauth_window.as_secs() {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "this needs a sign-in within the last {} s: sign in again, or send current_password",
-                self.reauth_window.as_secs()
-            )))
+            Err(ApiError::typed(
+                StatusCode::FORBIDDEN,
+                REAUTHENTICATION_REQUIRED,
+                format!(
+                    "this needs a sign-in within the last {} s: sign in again, or send current_password",
+                    self.reauth_window.as_secs()
+                ),
+            ))
         }
     }
 
