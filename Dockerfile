@@ -3,6 +3,7 @@
 #   docker build --target host     -t basalt-host .      # host serve | migrate  (:8001)
 #   docker build --target worker   -t basalt-worker .    # worker serve          (health :8081)
 #   docker build --target operator -t basalt-operator .  # operator run          (health :8080)
+#   docker build --target frontend -t basalt-frontend .  # the web UI, static    (:5173)
 # The dependencies are compiled in a layer of their own (cargo-chef), so a change to the
 # workspace's code rebuilds only the workspace. The runtime is distroless/cc (glibc, CA
 # certificates, no shell) as the non-root user 65532; no secret is baked in: every setting
@@ -15,10 +16,14 @@
 #                   operator from the context's prebuilt/ directory instead (scripts/test,
 #                   whose machine can pull no image, builds the runtime stages that way on a
 #                   locally assembled RUNTIME_IMAGE)
+#   NODE_IMAGE, STATIC_IMAGE   the web UI's builder (Node 20) and server (unprivileged nginx)
+#   VITE_API_URL    where the browser finds the API, baked into the web UI's build
 
 ARG RUST_IMAGE=docker.io/library/rust:1.95.0-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 ARG BINARIES=build
+ARG NODE_IMAGE=docker.io/library/node:20.20-bookworm-slim
+ARG STATIC_IMAGE=docker.io/nginxinc/nginx-unprivileged:1.29-alpine
 
 FROM ${RUST_IMAGE} AS chef
 RUN cargo install cargo-chef --locked --version 0.1.77
@@ -75,3 +80,25 @@ ENV OPERATOR_HEALTH_ADDR=0.0.0.0:8080 LOG_FORMAT=json
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/operator"]
 CMD ["run"]
+
+# The web UI: `npm ci` from the lockfile (its own layer), the typed client checked against
+# openapi.json, the production build, served as static files by unprivileged nginx.
+FROM ${NODE_IMAGE} AS frontend-build
+WORKDIR /src/frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-fund --no-audit
+COPY openapi.json /src/openapi.json
+COPY frontend/ ./
+ARG VITE_API_URL=http://localhost:8001
+RUN npm run generate:check && npm run build
+
+FROM ${STATIC_IMAGE} AS frontend
+LABEL org.opencontainers.image.source="https://github.com/basalt-dev/basalt" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="Basalt" \
+      org.opencontainers.image.title="basalt-frontend" \
+      org.opencontainers.image.description="Basalt's web UI (static files)"
+COPY frontend/nginx.conf /etc/nginx/conf.d/default.conf
+COPY --from=frontend-build /src/frontend/dist /usr/share/nginx/html
+USER 101:101
+EXPOSE 5173

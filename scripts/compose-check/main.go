@@ -108,14 +108,22 @@ func dependsOn(s types.ServiceConfig, on, condition string) error {
 func checkProject(p *types.Project) error {
 	names := p.ServiceNames()
 	slices.Sort(names)
-	want := []string{"api", "migrate", "postgres", "redis", "worker"}
+	want := []string{"api", "frontend", "migrate", "postgres", "redis", "worker"}
 	if !slices.Equal(names, want) {
 		return fmt.Errorf("services %v, want %v", names, want)
 	}
 	api, _ := p.GetService("api")
 	worker, _ := p.GetService("worker")
 	migrate, _ := p.GetService("migrate")
+	frontend, _ := p.GetService("frontend")
 	checks := []error{
+		dependsOn(frontend, "api", types.ServiceConditionHealthy),
+		expect(frontend.Build != nil && frontend.Build.Target == "frontend", "frontend is not built from the frontend target"),
+		expect(frontend.Build != nil && frontend.Build.Args["VITE_API_URL"] != nil &&
+			*frontend.Build.Args["VITE_API_URL"] == "http://localhost:8001",
+			"frontend's VITE_API_URL is not the API's published URL"),
+		expect(len(frontend.Ports) == 1 && frontend.Ports[0].Target == 5173 && frontend.Ports[0].Published == "5173",
+			"frontend publishes %v, not 5173", frontend.Ports),
 		dependsOn(api, "migrate", types.ServiceConditionCompletedSuccessfully),
 		dependsOn(api, "postgres", types.ServiceConditionHealthy),
 		dependsOn(api, "redis", types.ServiceConditionHealthy),
@@ -128,7 +136,7 @@ func checkProject(p *types.Project) error {
 		expect(len(api.Ports) == 1 && api.Ports[0].Target == 8001 && api.Ports[0].Published == "8001",
 			"api publishes %v, not 8001", api.Ports),
 	}
-	for _, name := range []string{"postgres", "redis", "api", "worker"} {
+	for _, name := range []string{"postgres", "redis", "api", "worker", "frontend"} {
 		s, _ := p.GetService(name)
 		checks = append(checks, expect(s.HealthCheck != nil && len(s.HealthCheck.Test) > 0,
 			"%s has no healthcheck", name))

@@ -375,6 +375,20 @@ mod tests {
         );
     }
 
+    /// The webhook key `scripts/dev` publishes is one the host accepts (it once was 33 bytes,
+    /// and `scripts/dev` stopped at `host migrate`).
+    #[test]
+    fn the_dev_scripts_webhook_key_is_valid() {
+        let script = include_str!("../../../scripts/dev");
+        let key = script
+            .split("WEBHOOK_ENCRYPTION_KEY:-")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .expect("scripts/dev sets a default WEBHOOK_ENCRYPTION_KEY");
+        let c = config(&[URL, SECRET, ("WEBHOOK_ENCRYPTION_KEY", key)]).unwrap();
+        assert!(c.webhooks.encryption_key.is_some());
+    }
+
     #[test]
     fn issuer_and_audience_can_be_set() {
         let c = config(&[
