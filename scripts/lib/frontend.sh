@@ -129,11 +129,11 @@ frontend_e2e() {
   fi
   # The host and vite preview are the exec'd subshells themselves; the worker is the host
   # subshell's child.
-  [[ -f ${dir}/worker.pid ]] && kill -TERM "$(<"${dir}/worker.pid")" 2>/dev/null
+  if [[ -f ${dir}/worker.pid ]]; then kill -TERM "$(<"${dir}/worker.pid")" 2>/dev/null || true; fi
   local pid
   for pid in "${pids[@]}"; do
-    kill -TERM "${pid}" 2>/dev/null
-    wait "${pid}" 2>/dev/null
+    kill -TERM "${pid}" 2>/dev/null || true
+    wait "${pid}" 2>/dev/null || true
   done
   rm -rf "${dir}"
   return "${rc}"
