@@ -29,6 +29,11 @@ webhook_tools_bin() {
   tools_venv webhook-venv standardwebhooks==1.1.0
 }
 
+# schemathesis: the API fuzzed from its own /openapi.json (scripts/lib/schemathesis.sh).
+schemathesis_tools_bin() {
+  tools_venv schemathesis-venv schemathesis==4.32.5
+}
+
 # AWS SAM CLI and cfn-lint, both usable offline with AWS_DEFAULT_REGION set.
 sam_tools_bin() {
   tools_venv sam-venv aws-sam-cli==1.170.0 cfn-lint==1.58.0

@@ -99,6 +99,9 @@ impl std::fmt::Debug for Keyed {
     }
 }
 
+/// The header's documented pattern: what [`key_from`] accepts once HTTP has trimmed the value.
+const KEY_PATTERN: &str = "^[!-~]([ -~]*[!-~])?$";
+
 /// Validates the header: absent is fine; present must be one value of 1–255 printable ASCII
 /// characters.
 fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -118,6 +121,8 @@ fn key_from(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     if bytes.is_empty()
         || bytes.len() > MAX_KEY_LEN
         || !bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ')
+        || bytes.first() == Some(&b' ')
+        || bytes.last() == Some(&b' ')
     {
         return Err(invalid());
     }
@@ -453,10 +458,12 @@ fn replay(
 impl<E: OperationInput> OperationInput for Idempotent<E> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         E::operation_input(ctx, operation);
+        // Printable ASCII; no blank at either end (HTTP drops it, so it is not part of the key).
         let schema = schemars::json_schema!({
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_KEY_LEN,
+            "pattern": KEY_PATTERN,
         });
         add_parameters(
             ctx,
@@ -543,6 +550,37 @@ impl<R: OperationOutput> OperationOutput for IdempotentResponse<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The documented pattern is the header rule, value by value.
+    #[test]
+    fn the_documented_key_pattern_is_the_rule() {
+        let pattern = regex::Regex::new(KEY_PATTERN).unwrap();
+        let long = "k".repeat(MAX_KEY_LEN);
+        for value in [
+            "a",
+            "a b",
+            "~!",
+            " a",
+            "a ",
+            " ",
+            "a\tb",
+            "é",
+            "0",
+            long.as_str(),
+            "-_.:/",
+        ] {
+            let mut headers = HeaderMap::new();
+            let Ok(v) = http::HeaderValue::from_str(value) else {
+                continue;
+            };
+            headers.insert(IDEMPOTENCY_KEY, v);
+            assert_eq!(
+                key_from(&headers).is_ok(),
+                pattern.is_match(value),
+                "{value:?}"
+            );
+        }
+    }
 
     fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();

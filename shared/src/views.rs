@@ -97,8 +97,10 @@ pub const MAX_PAGE_LIMIT: u32 = 100;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct PageParams {
     /// Page size, 1–100 (default 20).
+    #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` from the previous page (empty: the first page).
+    #[schemars(regex(pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$"))]
     pub cursor: Option<String>,
 }
 
@@ -251,5 +253,23 @@ mod tests {
             assert_eq!(serde_json::to_string(&Fastopt(Some(t))).unwrap(), expected);
         }
         assert_eq!(serde_json::to_string(&Fastopt(None)).unwrap(), "null");
+    }
+
+    /// What `PageParams`' documented cursor pattern says: 21 base64url characters and one of
+    /// `A`, `Q`, `g`, `w` (16 bytes leave 2 bits in the last character), and exactly those
+    /// decode.
+    #[test]
+    fn cursors_are_what_the_documented_pattern_says() {
+        const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for _ in 0..200 {
+            let c = encode_cursor(Uuid::new_v4());
+            assert_eq!(c.len(), 22, "{c}");
+            assert!(c[..21].chars().all(|ch| ALPHABET.contains(ch)), "{c}");
+            assert!("AQgw".contains(&c[21..]), "{c}");
+        }
+        for last in ALPHABET.chars() {
+            let c = format!("{}{last}", "Ab-_".repeat(5) + "x");
+            assert_eq!(decode_cursor(&c).is_some(), "AQgw".contains(last), "{c}");
+        }
     }
 }

@@ -692,7 +692,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description `next_cursor` from the previous page. */
+                    /** @description `next_cursor` from the previous page (empty: the first page). */
                     cursor?: string | null;
                     /** @description Page size, 1–100 (default 20). */
                     limit?: number | null;
@@ -1508,7 +1508,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description `next_cursor` from the previous page. */
+                    /** @description `next_cursor` from the previous page (empty: the first page). */
                     cursor?: string | null;
                     /** @description Page size, 1–100 (default 20). */
                     limit?: number | null;
@@ -1640,7 +1640,7 @@ export interface components {
         CreateKey: {
             /** @description Required unless the access token was issued within `REAUTH_WINDOW_SECONDS`. */
             current_password?: string | null;
-            /** @description 1–100 characters, to recognise the key later. */
+            /** @description 1–100 characters, one line, not blank, to recognise the key later. */
             name: string;
         };
         /** @description A new key: `key` appears here and nowhere else, ever. */
@@ -1739,7 +1739,9 @@ export interface components {
             status: string;
         };
         ItemChanges: {
+            /** @description As in `NewItem`. */
             title?: string | null;
+            /** @description As in `NewItem`. */
             description?: string | null;
         };
         ItemId: {
@@ -1784,17 +1786,18 @@ export interface components {
             url: string;
         };
         NewItem: {
-            /** @description 1–200 characters. */
+            /** @description 1–200 characters, one line, not blank (stored without surrounding spaces). */
             title: string;
             /**
-             * @description At most 10 000 characters; empty when omitted.
+             * @description At most 10 000 characters; tab and line breaks are the only control characters
+             *      allowed. Empty when omitted.
              * @default
              */
             description?: string;
         };
         /** @description `?limit=&cursor=` of a keyset-paginated list (newest first, by UUIDv7 id). */
         PageParams: {
-            /** @description `next_cursor` from the previous page. */
+            /** @description `next_cursor` from the previous page (empty: the first page). */
             cursor?: string | null;
             /**
              * Format: uint32

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use shared::{
     ApiError, AppState,
     auth::{Principal, api_key},
-    error::FieldError,
     extract::{Created, Json, NoStore, Path},
     idempotency::{Idempotent, IdempotentResponse},
     repo::api_keys::{self, ApiKey},
@@ -44,7 +43,8 @@ shared::routes! {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// 1–100 characters, to recognise the key later.
+    /// 1–100 characters, one line, not blank, to recognise the key later.
+    #[schemars(length(min = 1, max = 100), regex(pattern = validate::VISIBLE_LINE_PATTERN))]
     pub name: String,
     /// Required unless the access token was issued within `REAUTH_WINDOW_SECONDS`.
     pub current_password: Option<String>,
@@ -90,15 +90,9 @@ async fn create(
     principal: Principal,
     Idempotent(idempotency, Json(body)): Idempotent<Json<CreateKey>>,
 ) -> Result<NoStore<IdempotentResponse<Created<CreatedKey>>>, ApiError> {
-    let name = body.name.trim().to_owned();
-    let len = name.chars().count();
-    if !(1..=100).contains(&len) {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "name",
-            "must be 1 to 100 characters",
-        )]));
-    }
-    validate::single_line("name", &name).map_err(|e| ApiError::validation(vec![e]))?;
+    let name = validate::visible_line("name", &body.name, 100)
+        .map_err(|e| ApiError::validation(vec![e]))?
+        .to_owned();
     // Before the idempotent write: a replay needs a recent sign-in as much as the first call.
     state
         .auth

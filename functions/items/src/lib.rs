@@ -45,17 +45,24 @@ pub use shared::views::{ItemView, decode_cursor, encode_cursor};
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewItem {
-    /// 1–200 characters.
+    /// 1–200 characters, one line, not blank (stored without surrounding spaces).
+    #[schemars(length(min = 1, max = 200), regex(pattern = validate::VISIBLE_LINE_PATTERN))]
     pub title: String,
-    /// At most 10 000 characters; empty when omitted.
+    /// At most 10 000 characters; tab and line breaks are the only control characters
+    /// allowed. Empty when omitted.
     #[serde(default)]
+    #[schemars(length(max = 10000), regex(pattern = validate::MULTI_LINE_PATTERN))]
     pub description: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemChanges {
+    /// As in `NewItem`.
+    #[schemars(length(min = 1, max = 200), regex(pattern = validate::VISIBLE_LINE_PATTERN))]
     pub title: Option<String>,
+    /// As in `NewItem`.
+    #[schemars(length(max = 10000), regex(pattern = validate::MULTI_LINE_PATTERN))]
     pub description: Option<String>,
 }
 
@@ -64,11 +71,9 @@ pub struct ItemId {
     pub id: Uuid,
 }
 
+/// At most 200 characters as sent, not blank, one line (stored trimmed).
 fn check_title(title: &str, errors: &mut Vec<FieldError>) {
-    let n = title.trim().chars().count();
-    if n == 0 || n > MAX_TITLE_CHARS {
-        errors.push(FieldError::new("title", "must be 1 to 200 characters"));
-    } else if let Err(e) = validate::single_line("title", title.trim()) {
+    if let Err(e) = validate::visible_line("title", title, MAX_TITLE_CHARS) {
         errors.push(e);
     }
 }
