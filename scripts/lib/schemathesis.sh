@@ -77,14 +77,16 @@ openapi_fuzz() {
   local config=${REPO}/scripts/schemathesis/schemathesis.toml
   export PYTHONPATH=${REPO}/scripts/schemathesis${PYTHONPATH:+:${PYTHONPATH}}
   _st_log "every operation as one user, every check"
-  "${st}" --no-color --config-file "${config}" run "${api}/openapi.json" --checks all \
+  # From the run's own directory: schemathesis keeps a cache under its working directory.
+  (cd "${dir}" && "${st}" --no-color --config-file "${config}" run "${api}/openapi.json" --checks all \
     -H "Authorization: Bearer ${a}" --exclude-name 'DELETE /v1/users/me' \
-    --report junit --report-junit-path "${dir}/own.xml" >&2 || rc=$?
+    --report junit --report-junit-path "${dir}/own.xml" >&2) || rc=$?
   _st_log "the operations that take an id, as another user with the first one's ids"
-  BASALT_ST_OTHER_IDS=$(printf '{"item":["%s"],"webhook":["%s"],"key":["%s"]}' "${item}" "${hook}" "${key}") \
-    "${st}" --no-color --config-file "${config}" run "${api}/openapi.json" --checks all \
+  local others
+  others=$(printf '{"item":["%s"],"webhook":["%s"],"key":["%s"]}' "${item}" "${hook}" "${key}")
+  (cd "${dir}" && BASALT_ST_OTHER_IDS=${others} "${st}" --no-color --config-file "${config}" run "${api}/openapi.json" --checks all \
     -H "Authorization: Bearer ${b}" --include-path-regex '\{id\}' --phases examples,coverage,fuzzing \
-    --report junit --report-junit-path "${dir}/other.xml" >&2 || rc=$?
+    --report junit --report-junit-path "${dir}/other.xml" >&2) || rc=$?
   if ((rc != 0)); then
     _st_log "---- host log (last 20 lines)"
     tail -20 "${dir}/host.log" >&2 || true
