@@ -1673,7 +1673,10 @@ export interface components {
         /** @description Registration request. */
         Credentials: {
             email: string;
-            /** @description 8 characters to 72 bytes. */
+            /**
+             * @description 8 characters to 72 bytes (bcrypt's limit: a password of 72 characters that are not
+             *      all ASCII is longer than that, and refused).
+             */
             password: string;
         };
         /** @description Optional body of `DELETE /v1/users/me`. */
@@ -1872,7 +1875,7 @@ export interface components {
             /** @description Required whenever `email`, `password` or `revoke_api_keys` is present. */
             current_password?: string | null;
             email?: string | null;
-            /** @description New password, 8 characters to 72 bytes. */
+            /** @description New password, 8 characters to 72 bytes (as in registration). */
             password?: string | null;
             /**
              * @description Delete every API key of the account too (e.g. after a leak). Default false.

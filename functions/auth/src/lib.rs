@@ -40,7 +40,9 @@ shared::routes! {
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub email: String,
-    /// 8 characters to 72 bytes.
+    /// 8 characters to 72 bytes (bcrypt's limit: a password of 72 characters that are not
+    /// all ASCII is longer than that, and refused).
+    #[schemars(length(min = 8, max = 72))]
     pub password: String,
 }
 

@@ -51,7 +51,8 @@ async fn me(
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
     pub email: Option<String>,
-    /// New password, 8 characters to 72 bytes.
+    /// New password, 8 characters to 72 bytes (as in registration).
+    #[schemars(length(min = 8, max = 72))]
     pub password: Option<String>,
     /// Required whenever `email`, `password` or `revoke_api_keys` is present.
     pub current_password: Option<String>,
