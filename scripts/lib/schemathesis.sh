@@ -2,12 +2,13 @@
 # schemathesis against the host's own /openapi.json, in scripts/test. Source it (needs REPO,
 # scripts/lib/services.sh and scripts/lib/tools.sh), then
 #   openapi_fuzz HOST_BIN DATABASE_URL REDIS_URL
-# Starts the host on a free loopback port, registers two users and gives the first one an
+# Starts the host on a free loopback port, registers three users and gives the first one an
 # item, an endpoint and an API key; then runs schemathesis (pinned, scripts/schemathesis/
-# schemathesis.toml and basalt_hooks.py) twice: as the first user over every operation with
-# every check (DELETE /v1/users/me aside: it would end the run's own account), and as the
-# second over the operations that take an id, with the first user's ids in every path, where
-# the hooks' check refuses any success or 403. Prints "N passed, N failed" (operations).
+# schemathesis.toml and basalt_hooks.py) three times, every check each time: as the first
+# user over every operation but DELETE /v1/users/me (it would end the run's own account); as
+# the second over the operations that take an id, with the first user's ids in every path,
+# where the hooks' check refuses any success or 403; and DELETE /v1/users/me as a third user.
+# Prints "N passed, N failed" (operations).
 
 _st_log() { printf '[schemathesis] %s\n' "$*" >&2; }
 
@@ -57,16 +58,18 @@ openapi_fuzz() {
     curl -fsS -o /dev/null "${api}/ready" 2>/dev/null && break
     sleep 0.1
   done
-  local a="" b="" item="" hook="" key=""
+  local a="" b="" c="" item="" hook="" key=""
   if _st_json POST "${api}/v1/auth/register" "" '{"email":"fuzz-a@example.com","password":"fuzz password a"}' >/dev/null &&
-    _st_json POST "${api}/v1/auth/register" "" '{"email":"fuzz-b@example.com","password":"fuzz password b"}' >/dev/null; then
+    _st_json POST "${api}/v1/auth/register" "" '{"email":"fuzz-b@example.com","password":"fuzz password b"}' >/dev/null &&
+    _st_json POST "${api}/v1/auth/register" "" '{"email":"fuzz-c@example.com","password":"fuzz password c"}' >/dev/null; then
+    c=$(_st_json POST "${api}/v1/auth/token" "" '{"email":"fuzz-c@example.com","password":"fuzz password c"}' | jq -r .access_token)
     a=$(_st_json POST "${api}/v1/auth/token" "" '{"email":"fuzz-a@example.com","password":"fuzz password a"}' | jq -r .access_token)
     b=$(_st_json POST "${api}/v1/auth/token" "" '{"email":"fuzz-b@example.com","password":"fuzz password b"}' | jq -r .access_token)
     item=$(_st_json POST "${api}/v1/items" "${a}" '{"title":"the first user'"'"'s"}' | jq -r .id)
     hook=$(_st_json POST "${api}/v1/webhooks" "${a}" '{"url":"http://127.0.0.1:9/hooks","events":["item.created"]}' | jq -r .id)
     key=$(_st_json POST "${api}/v1/api-keys" "${a}" '{"name":"the first user'"'"'s"}' | jq -r .id)
   fi
-  if [[ -z ${a} || -z ${b} || -z ${item} || -z ${hook} || -z ${key} ]]; then
+  if [[ -z ${a} || -z ${b} || -z ${c} || -z ${item} || -z ${hook} || -z ${key} ]]; then
     _st_log "could not seed the two users"
     tail -20 "${dir}/host.log" >&2
     kill -TERM "${host_pid}" 2>/dev/null || true
@@ -87,12 +90,16 @@ openapi_fuzz() {
   (cd "${dir}" && BASALT_ST_OTHER_IDS=${others} "${st}" --no-color --config-file "${config}" run "${api}/openapi.json" --checks all \
     -H "Authorization: Bearer ${b}" --include-path-regex '\{id\}' --phases examples,coverage,fuzzing \
     --report junit --report-junit-path "${dir}/other.xml" >&2) || rc=$?
+  _st_log "DELETE /v1/users/me, as a third user (its first success ends that account)"
+  (cd "${dir}" && "${st}" --no-color --config-file "${config}" run "${api}/openapi.json" --checks all \
+    -H "Authorization: Bearer ${c}" --include-name 'DELETE /v1/users/me' \
+    --report junit --report-junit-path "${dir}/delete.xml" >&2) || rc=$?
   if ((rc != 0)); then
     _st_log "---- host log (last 20 lines)"
     tail -20 "${dir}/host.log" >&2 || true
   fi
-  if [[ -s ${dir}/own.xml && -s ${dir}/other.xml ]]; then
-    echo "schemathesis: $(_st_totals "${dir}/own.xml" "${dir}/other.xml")"
+  if [[ -s ${dir}/own.xml && -s ${dir}/other.xml && -s ${dir}/delete.xml ]]; then
+    echo "schemathesis: $(_st_totals "${dir}/own.xml" "${dir}/other.xml" "${dir}/delete.xml")"
   else
     echo "schemathesis: 0 passed, 1 failed (no report)"
     rc=1
