@@ -1,5 +1,6 @@
 import { type FormEvent, useState } from "react";
 import { ApiProblem } from "../api/problem";
+import { ConfirmDelete } from "../components/ConfirmDelete";
 import { Field } from "../components/Field";
 import { ProblemAlert } from "../components/ProblemAlert";
 import { needsPassword, PasswordAgain } from "../components/Reauth";
@@ -18,7 +19,6 @@ export function Account() {
   const [saved, setSaved] = useState<string | null>(null);
   const update = useAction();
   const remove = useAction();
-  const [confirming, setConfirming] = useState(false);
   const [deletePassword, setDeletePassword] = useState("");
   const askPassword = needsPassword(session, remove.error);
 
@@ -107,23 +107,17 @@ export function Account() {
         <h2 id="delete-account">Delete the account</h2>
         <p>Deletes your items, API keys and webhook endpoints. This cannot be undone.</p>
         <ProblemAlert error={remove.error} />
-        {confirming ? (
-          <div className="confirm">
-            {askPassword ? (
+        <ConfirmDelete
+          label="Delete account"
+          confirm="Yes, delete my account"
+          pending={remove.pending}
+          onConfirm={destroy}
+          question={
+            askPassword ? (
               <PasswordAgain value={deletePassword} onChange={setDeletePassword} />
-            ) : null}
-            <button type="button" className="danger" disabled={remove.pending} onClick={destroy}>
-              {remove.pending ? "Deleting…" : "Yes, delete my account"}
-            </button>
-            <button type="button" onClick={() => setConfirming(false)}>
-              Keep it
-            </button>
-          </div>
-        ) : (
-          <button type="button" className="danger" onClick={() => setConfirming(true)}>
-            Delete account
-          </button>
-        )}
+            ) : null
+          }
+        />
       </section>
     </main>
   );

@@ -1,10 +1,10 @@
 import { type FormEvent, useState } from "react";
 import { idempotencyKey, type Schemas } from "../api/client";
 import { ApiProblem } from "../api/problem";
-import { CopyButton } from "../components/CopyButton";
 import { Field } from "../components/Field";
 import { ProblemAlert } from "../components/ProblemAlert";
 import { needsPassword, PasswordAgain } from "../components/Reauth";
+import { ShownOnce } from "../components/ShownOnce";
 import { useAction, useLoad, when } from "../hooks";
 import { useSession, useSignedIn } from "../session";
 
@@ -77,19 +77,16 @@ export function ApiKeys() {
         </button>
       </form>
       {created ? (
-        <section aria-labelledby="created-key" className="secret">
-          <h2 id="created-key">Key “{created.name}” created</h2>
-          <p>
-            <strong>Copy it now: it is shown only once.</strong>
-          </p>
-          <p>
-            <code data-testid="new-key">{created.key}</code>{" "}
-            <CopyButton text={created.key} label="Copy key" />
-          </p>
-          <button type="button" onClick={() => setCreated(null)}>
-            I have stored it
-          </button>
-        </section>
+        <ShownOnce
+          id="created-key"
+          heading={`Key “${created.name}” created`}
+          value={created.key}
+          copyLabel="Copy key"
+          testId="new-key"
+          onDone={() => setCreated(null)}
+        >
+          <strong>Copy it now: it is shown only once.</strong>
+        </ShownOnce>
       ) : null}
       <section aria-labelledby="keys-heading">
         <h2 id="keys-heading">Your keys</h2>

@@ -2,6 +2,7 @@ import { type FormEvent, useState } from "react";
 import { Link, useLocation, useNavigate, useParams, useSearchParams } from "react-router";
 import { idempotencyKey, type Schemas } from "../api/client";
 import { ApiProblem } from "../api/problem";
+import { ConfirmDelete } from "../components/ConfirmDelete";
 import { Field } from "../components/Field";
 import { ProblemAlert } from "../components/ProblemAlert";
 import { useAction, useDraft, useLoad, when } from "../hooks";
@@ -106,10 +107,36 @@ function NewItem({ onCreated }: { onCreated(item: Item): void }) {
   return (
     <form onSubmit={submit} aria-labelledby="new-item" aria-busy={action.pending}>
       <h2 id="new-item">New item</h2>
+      <ItemFields value={draft} onChange={setDraft} problem={problem} />
+      <ProblemAlert error={action.error} />
+      <button type="submit" disabled={action.pending}>
+        {action.pending ? "Creating…" : "Create item"}
+      </button>
+    </form>
+  );
+}
+
+interface ItemForm {
+  title: string;
+  description: string;
+}
+
+/** An item's title and description, as created and as edited. */
+function ItemFields({
+  value,
+  onChange,
+  problem,
+}: {
+  value: ItemForm;
+  onChange(next: ItemForm): void;
+  problem: ApiProblem | null;
+}) {
+  return (
+    <>
       <Field
         label="Title"
-        value={draft.title}
-        onChange={(title) => setDraft({ ...draft, title })}
+        value={value.title}
+        onChange={(title) => onChange({ ...value, title })}
         hint="1 to 200 characters, one line."
         error={problem?.fieldError("title")}
         maxLength={200}
@@ -118,16 +145,12 @@ function NewItem({ onCreated }: { onCreated(item: Item): void }) {
       <Field
         label="Description"
         multiline
-        value={draft.description}
-        onChange={(description) => setDraft({ ...draft, description })}
+        value={value.description}
+        onChange={(description) => onChange({ ...value, description })}
         error={problem?.fieldError("description")}
         maxLength={10000}
       />
-      <ProblemAlert error={action.error} />
-      <button type="submit" disabled={action.pending}>
-        {action.pending ? "Creating…" : "Create item"}
-      </button>
-    </form>
+    </>
   );
 }
 
@@ -140,13 +163,9 @@ export function ItemPage() {
     () => run((api) => api.GET("/v1/items/{id}", { params: { path: { id } } })),
     [id],
   );
-  const [draft, setDraft, clear] = useDraft<{ title: string; description: string } | null>(
-    `item.${id}`,
-    null,
-  );
+  const [draft, setDraft, clear] = useDraft<ItemForm | null>(`item.${id}`, null);
   const save = useAction();
   const remove = useAction();
-  const [confirming, setConfirming] = useState(false);
   const [saved, setSaved] = useState(false);
 
   if (item.error) {
@@ -200,22 +219,7 @@ export function ItemPage() {
       </p>
       <form onSubmit={submit} aria-labelledby="edit-item" aria-busy={save.pending}>
         <h2 id="edit-item">Edit</h2>
-        <Field
-          label="Title"
-          value={form.title}
-          onChange={(title) => setDraft({ ...form, title })}
-          error={problem?.fieldError("title")}
-          maxLength={200}
-          required
-        />
-        <Field
-          label="Description"
-          multiline
-          value={form.description}
-          onChange={(description) => setDraft({ ...form, description })}
-          error={problem?.fieldError("description")}
-          maxLength={10000}
-        />
+        <ItemFields value={form} onChange={setDraft} problem={problem} />
         <ProblemAlert error={save.error} />
         {saved ? <p role="status">Saved.</p> : null}
         <button type="submit" disabled={save.pending}>
@@ -225,21 +229,13 @@ export function ItemPage() {
       <section aria-labelledby="delete-item">
         <h2 id="delete-item">Delete</h2>
         <ProblemAlert error={remove.error} />
-        {confirming ? (
-          <div className="confirm">
-            <p>Delete “{current.title}” for good?</p>
-            <button type="button" className="danger" disabled={remove.pending} onClick={destroy}>
-              {remove.pending ? "Deleting…" : "Yes, delete it"}
-            </button>
-            <button type="button" onClick={() => setConfirming(false)}>
-              Keep it
-            </button>
-          </div>
-        ) : (
-          <button type="button" className="danger" onClick={() => setConfirming(true)}>
-            Delete item
-          </button>
-        )}
+        <ConfirmDelete
+          label="Delete item"
+          confirm="Yes, delete it"
+          pending={remove.pending}
+          onConfirm={destroy}
+          question={<p>Delete “{current.title}” for good?</p>}
+        />
       </section>
     </main>
   );

@@ -2,9 +2,9 @@ import { type FormEvent, useState } from "react";
 import { Link, useParams } from "react-router";
 import { idempotencyKey, type Schemas } from "../api/client";
 import { ApiProblem } from "../api/problem";
-import { CopyButton } from "../components/CopyButton";
 import { Field } from "../components/Field";
 import { ProblemAlert } from "../components/ProblemAlert";
+import { ShownOnce } from "../components/ShownOnce";
 import { useAction, useDraft, useLoad, when } from "../hooks";
 import { useSession } from "../session";
 
@@ -46,20 +46,17 @@ export function Webhooks() {
         }}
       />
       {created ? (
-        <section aria-labelledby="created-hook" className="secret">
-          <h2 id="created-hook">Endpoint registered</h2>
-          <p>
-            <strong>Copy its signing secret now: it is shown only once.</strong> Verify each
-            delivery's <code>webhook-signature</code> with it (Standard Webhooks).
-          </p>
-          <p>
-            <code data-testid="new-secret">{created.secret}</code>{" "}
-            <CopyButton text={created.secret} label="Copy secret" />
-          </p>
-          <button type="button" onClick={() => setCreated(null)}>
-            I have stored it
-          </button>
-        </section>
+        <ShownOnce
+          id="created-hook"
+          heading="Endpoint registered"
+          value={created.secret}
+          copyLabel="Copy secret"
+          testId="new-secret"
+          onDone={() => setCreated(null)}
+        >
+          <strong>Copy its signing secret now: it is shown only once.</strong> Verify each
+          delivery's <code>webhook-signature</code> with it (Standard Webhooks).
+        </ShownOnce>
       ) : null}
       <section aria-labelledby="hooks-heading">
         <h2 id="hooks-heading">Your endpoints</h2>
