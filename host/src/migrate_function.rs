@@ -71,7 +71,7 @@ impl MigrateFunction {
         let (request, context) = (invocation.payload, invocation.context);
         let (outcome, url, physical_id, stack_id, request_id, logical_id) = match request {
             Request::Create(r) => (
-                self.migrate().await,
+                self.migrate().await.map(Some),
                 r.response_url,
                 PHYSICAL_ID.to_owned(),
                 r.stack_id,
@@ -79,7 +79,7 @@ impl MigrateFunction {
                 r.logical_resource_id,
             ),
             Request::Update(r) => (
-                self.migrate().await,
+                self.migrate().await.map(Some),
                 r.response_url,
                 r.physical_resource_id,
                 r.stack_id,
@@ -126,11 +126,11 @@ impl MigrateFunction {
         Ok(response)
     }
 
-    /// The migrations applied now (`None` for a request that migrates nothing).
-    async fn migrate(&self) -> Result<Option<usize>, shared::migrations::MigrationError> {
+    /// How many migrations were applied now.
+    async fn migrate(&self) -> Result<usize, shared::migrations::MigrationError> {
         let applied = self.db.migrate().await?;
         tracing::info!(applied, "database is up to date");
-        Ok(Some(applied))
+        Ok(applied)
     }
 
     /// The PUT the protocol asks for: a JSON body and no content type (the URL is presigned
