@@ -19,6 +19,10 @@ import sys
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_plot  # noqa: E402
+import bench_redis  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -136,6 +140,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--conns", default="32,64")
     ap.add_argument("--workdir", required=True)
+    ap.add_argument("--repo", required=True, help="the checkout (for the limiter's Lua script)")
+    ap.add_argument("--svg", required=True, help="where to write the plot")
+    ap.add_argument("--redis-keys", type=int, default=100_000,
+                    help="distinct keys for the limiter's Redis cost and memory per key")
     ap.add_argument("--perf-dir", help="record a perf profile of the server in each measured run")
     ap.add_argument("--perf-pg", action="store_true", help="with --perf-dir: sample PostgreSQL too")
     ap.add_argument("--db-pool", type=int, default=16, help="DB_POOL_MAX of both servers")
@@ -156,6 +164,11 @@ def main():
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(variant_env)}")
 
+    # First, on an empty Redis: the limiter's CPU per call and memory per key.
+    redis_host, redis_port = re.match(r"redis://([^:/]+):(\d+)", args.redis_url).groups()
+    redis_figures = bench_redis.measure(redis_host, int(redis_port), args.repo, args.redis_keys)
+    print(flush=True)
+
     host_port, bare_port = 18001, 18002
     env = dict(os.environ)
     env.update(
@@ -167,11 +180,10 @@ def main():
         LOG_FORMAT="json",
         RUST_LOG="info",
         BCRYPT_COST="10",
-        # Budgets the benchmark cannot reach: limiting runs (one Redis round trip per
-        # request) but never refuses. A one-second window keeps the sliding log as small as a
-        # realistic per-minute budget would (a minute of 5k req/s would be 300k entries).
-        RATE_LIMIT_DEFAULT="1000000000/1",
-        RATE_LIMIT_AUTH="1000000000/1",
+        # Budgets the benchmark cannot reach (the most a budget may allow): limiting runs (one
+        # Redis round trip per request) but never refuses.
+        RATE_LIMIT_DEFAULT="1000000/1",
+        RATE_LIMIT_AUTH="1000000/1",
         DB_POOL_MAX=str(args.db_pool),
     )
     subprocess.run([args.host_bin, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -289,6 +301,14 @@ def main():
                   f"{median([r['p50'] for r in mine]):>7.2f}ms {median([r['p99'] for r in mine]):>5.2f}ms | "
                   f"{median([r['p50'] for r in bare_runs]):>6.2f}ms {median([r['p99'] for r in bare_runs]):>5.2f}ms | "
                   f"{median(deltas):>+5.2f}ms")
+    if "compare" in targets:
+        print()
+        print("This build against the compare build (BENCH_COMPARE_HOST), per-round ratios of req/s:")
+        for scenario, conns in points:
+            mine, theirs = runs(scenario, conns, "chain"), runs(scenario, conns, "compare")
+            ratios = [c["rps"] / o["rps"] for c in mine for o in theirs if c["round"] == o["round"]]
+            print(f"  {scenario:26} c={conns:<3} chain/compare {median(ratios):.2f}× "
+                  f"({min(ratios):.2f}–{max(ratios):.2f})")
     print()
     print("CPU per request (µs, all rounds; 2 cores = 2 s of CPU per second) and idle share:")
     print(f"{'scenario':26} {'conns':>5} {'target':8} | {'server':>6} {'postgres':>8} {'redis':>6} {'wrk':>6} "
@@ -304,6 +324,18 @@ def main():
             idle = max(0.0, 1 - busy / (2 * wall))
             print(f"{scenario:26} {conns:>5} {target:8} | {per['server']:>6.0f} {per['postgres']:>8.0f} "
                   f"{per['redis']:>6.0f} {per['wrk']:>6.0f} {sum(per.values()):>6.0f} | {idle:>5.0%} | {switches:.2f}")
+    print()
+    print("Redis (measured first, on an empty Redis): the limiter's script "
+          f"{redis_figures['again']:.2f} µs per call on a known key, {redis_figures['first']:.2f} on a "
+          f"new one, against {redis_figures['empty']:.2f} for `return 1` "
+          f"({redis_figures['again'] / redis_figures['empty']:.2f}× / "
+          f"{redis_figures['first'] / redis_figures['empty']:.2f}×; floor of TIME+GET+SET "
+          f"{redis_figures['floor'] / redis_figures['empty']:.2f}×); "
+          f"{redis_figures['bytes_per_key']:.0f} bytes per active key")
+    bench_plot.write_svg(args.svg, results, list(targets), args.rounds,
+                         f"scripts/bench: {args.rounds} round(s) × {args.seconds} s, wrk -t2; "
+                         f"bars per target, one per round")
+    print(f"plot: {args.svg}")
     failed = [r for r in results if r["non2xx"]]
     if failed:
         sys.exit(f"{len(failed)} runs had non-2xx responses: the figures above are not valid")

@@ -26,7 +26,7 @@ use tokio_postgres::error::SqlState;
 use crate::{config::DatabaseSettings, migrations::MigrationError};
 
 pub use deadpool_postgres::Transaction;
-pub use tokio_postgres::{Error as PgError, Row};
+pub use tokio_postgres::{Error as PgError, Row, types::ToSql};
 
 /// The future a [`Db::write`] closure returns: it borrows the transaction.
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, PgError>> + Send + 't>>;
@@ -467,6 +467,35 @@ impl Db {
         .await
     }
 
+    /// Runs one statement that is its own transaction (PostgreSQL commits a statement sent
+    /// outside `BEGIN` when it completes) and decodes its one row: one round trip where
+    /// [`Db::write`] spends three (`BEGIN`, the statement, `COMMIT`). For a write that is a
+    /// single statement — several tables at once through data-modifying CTEs included.
+    ///
+    /// The retry rules are [`Db::write`]'s, with the statement in `COMMIT`'s place: retried
+    /// when nothing can have been committed (no connection, a failed prepare) or when the
+    /// server reported an error that proves a rollback (40001, 40P01); a connection lost while
+    /// the statement ran is [`DbError::outcome_unknown`], never repeated.
+    pub async fn write_statement<T>(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        decode: impl Fn(&Row) -> Result<T, PgError>,
+    ) -> Result<T, DbError> {
+        self.retrying(op, || async {
+            let conn = self.pool.get().await?;
+            let stmt = conn.prepare_cached(sql).await.map_err(DbFailure::query)?;
+            let committed = |source| DbFailure::Query {
+                source,
+                during_commit: true,
+            };
+            let row = conn.query_one(&stmt, params).await.map_err(committed)?;
+            decode(&row).map_err(committed)
+        })
+        .await
+    }
+
     /// The single retry/timing loop behind every operation.
     async fn retrying<T, A, Fut>(&self, op: &'static str, attempt: A) -> Result<T, DbError>
     where
@@ -651,6 +680,63 @@ mod tests {
             rows, 1,
             "the interrupted attempt rolled back; the retry committed once"
         );
+    }
+
+    #[tokio::test]
+    async fn a_single_statement_write_commits_alone_and_a_lost_one_is_never_repeated() {
+        let db = test_db(2, Duration::from_secs(5)).await;
+        const INSERT: &str = "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x') \
+                              RETURNING id";
+        let id = uuid::Uuid::now_v7();
+        let email = "one@example.com";
+        let got: uuid::Uuid = db
+            .write_statement("test.statement", INSERT, &[&id, &email], |row| {
+                row.try_get(0)
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, id);
+        // Committed without BEGIN/COMMIT: another connection sees it at once.
+        let count = |db: &Db| {
+            let db = db.clone();
+            async move {
+                db.read("test.count", |c| async move {
+                    Ok(c.query_one("SELECT count(*) FROM users", &[])
+                        .await?
+                        .get::<_, i64>(0))
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(count(&db).await, 1);
+        // An error the server reports proves a rollback: known outcome, not repeated.
+        let err = db
+            .write_statement(
+                "test.statement",
+                INSERT,
+                &[&uuid::Uuid::now_v7(), &email],
+                |row| row.try_get::<_, uuid::Uuid>(0),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
+        assert!(!err.outcome_unknown());
+        assert_eq!(err.attempts, 1);
+        // The connection lost while the statement ran: it may have committed, so it is not
+        // repeated and the caller is told the outcome is unknown.
+        const LOST: &str = "WITH u AS (INSERT INTO users (id, email, password_hash) \
+                            VALUES ($1, 'lost@example.com', 'x') RETURNING id) \
+                            SELECT id, pg_terminate_backend(pg_backend_pid()) FROM u";
+        let err = db
+            .write_statement("test.statement", LOST, &[&uuid::Uuid::now_v7()], |row| {
+                row.try_get::<_, uuid::Uuid>(0)
+            })
+            .await
+            .unwrap_err();
+        assert!(err.outcome_unknown(), "{err}");
+        assert_eq!(err.attempts, 1, "never repeated");
+        assert_eq!(count(&db).await, 1);
     }
 
     #[tokio::test]

@@ -288,6 +288,13 @@ impl<R> IdempotentResponse<R> {
     }
 }
 
+impl<R: IntoResponse> IdempotentResponse<R> {
+    /// The response of a request that sent no key (see [`Idempotency::is_keyed`]).
+    pub fn unkeyed(response: R) -> Self {
+        Self::new(response.into_response())
+    }
+}
+
 impl<R> IntoResponse for IdempotentResponse<R> {
     fn into_response(self) -> Response {
         self.response
@@ -295,6 +302,13 @@ impl<R> IntoResponse for IdempotentResponse<R> {
 }
 
 impl Idempotency {
+    /// Whether the request sent an `Idempotency-Key`. Without one there is nothing to store
+    /// beside the change, so a handler whose change is one statement may run it alone
+    /// ([`crate::db::Db::write_statement`]: one round trip) instead of through [`Self::write`].
+    pub fn is_keyed(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Runs `work` in a transaction as `Db::write` does; with a key, in the same transaction
     /// as the key's lock, lookup and stored response (see the module docs). `work` returns the
     /// success response to store; failures it wants rolled back are its `PgError`s. (A non-2xx

@@ -20,7 +20,7 @@
 //!   a text field may hold (no NUL anywhere; no control characters in one-line values).
 //! - [`views`]: JSON shapes shared by several route crates (user, page).
 //! - [`auth`], [`rate_limit`]: credentials and who they prove the caller to be; the
-//!   sliding-window limiter (Redis, in-memory fallback). Neither knows the other or HTTP
+//!   GCRA limiter (Redis, in-memory fallback). Neither knows the other or HTTP
 //!   middleware.
 //! - [`state`]: `AppState`, what handlers receive.
 //! - [`extract`], [`idempotency`]: `Json`/`Path`/`Query`/`Created` that fail with `ApiError`;

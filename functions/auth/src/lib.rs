@@ -120,7 +120,7 @@ async fn token(
                 limit.requests,
                 limit.window.as_secs()
             ),
-            decision.reset_secs(),
+            decision.retry_after_secs(),
         ));
     }
     let user = users::find_by_email(&state.db, &canonical, typed).await?;

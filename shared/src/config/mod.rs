@@ -645,6 +645,7 @@ mod tests {
         for (name, value) in [
             ("RATE_LIMIT_DEFAULT", "lots"),
             ("RATE_LIMIT_AUTH", "0/60"),
+            ("RATE_LIMIT_DEFAULT", "1000001/1"),
             ("RATE_LIMIT_OVERRIDES", "/v1/items=1/1"),
             ("CORS_ALLOWED_ORIGINS", "*"),
             ("CORS_ALLOWED_ORIGINS", "localhost:5173"),

@@ -76,11 +76,26 @@ impl RateLimitSettings {
     }
 }
 
-/// A request budget: at most `requests` in any sliding window of `window`.
+/// A request budget: `requests` per `window`, enforced by GCRA (see `rate_limit`): a burst of
+/// up to `requests`, after which budget comes back at one request per
+/// [`Limit::emission_interval`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     pub requests: u32,
     pub window: Duration,
+}
+
+/// The most requests per second a budget may allow: GCRA counts in whole microseconds.
+pub const MAX_REQUESTS_PER_SECOND: u64 = 1_000_000;
+
+impl Limit {
+    /// How much budget one request takes, in whole microseconds: `window / requests`, rounded
+    /// up (so a budget is never exceeded; at most `requests` µs of a window is lost to it).
+    pub fn emission_interval_us(&self) -> u64 {
+        (self.window.as_micros() as u64)
+            .div_ceil(u64::from(self.requests))
+            .max(1)
+    }
 }
 
 impl std::str::FromStr for Limit {
@@ -100,6 +115,11 @@ impl std::str::FromStr for Limit {
             .map_err(|e| format!("seconds: {e}"))?;
         if requests == 0 || secs == 0 {
             return Err("both numbers must be at least 1".into());
+        }
+        if u64::from(requests) > secs.saturating_mul(MAX_REQUESTS_PER_SECOND) {
+            return Err(format!(
+                "at most {MAX_REQUESTS_PER_SECOND} requests per second (the limiter counts in microseconds)"
+            ));
         }
         Ok(Self {
             requests,

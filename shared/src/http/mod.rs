@@ -61,7 +61,7 @@ use crate::{
 ///              CORS                    answer preflights; allow listed origins only
 ///              request log             one line per request, a span carrying the request id
 ///              problem details         every 4xx/5xx → problem+json with the request id
-///              rate limit              sliding window per (principal, endpoint) → 429
+///              rate limit              GCRA per (principal, endpoint) → 429
 ///              catch panic             → 500
 ///              timeout                 → 408 (a write's: outcome unknown)
 ///              auth                    default deny; attaches the Principal

@@ -1,8 +1,8 @@
-//! The in-memory store: the same sliding-window log as the Lua script, per process. It
-//! decides alone without `REDIS_URL`, and in Redis's place during an outage.
+//! The in-memory store: the same GCRA as the Lua script, per process. It decides alone
+//! without `REDIS_URL`, and in Redis's place during an outage.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     hash::BuildHasher,
     sync::Mutex,
     time::{Duration, Instant},
@@ -14,17 +14,16 @@ use crate::config::Limit;
 const SHARDS: usize = 16;
 /// Sweep a shard for idle limiters every this many checks, bounding memory.
 const SWEEP_EVERY: u64 = 4096;
-/// Limiters one shard holds at most (16 384 in all). A log holds up to a budget's worth of
-/// instants (300 × 16 bytes at the default budget), so this bounds the store to tens of MB
-/// even when every limiter is at its budget.
-const MAX_LIMITERS_PER_SHARD: usize = 1024;
+/// Limiters one shard holds at most (131 072 in all). A limiter is its name and one instant
+/// (about 100 bytes with the map's overhead), so this bounds the store to about 13 MB.
+const MAX_LIMITERS_PER_SHARD: usize = 8192;
 /// Where new limiters count when their shard is full of active ones: together, in one shared
-/// log. Known limiters keep their exact budgets and memory stays bounded, at the price of
+/// budget. Known limiters keep their exact budgets and memory stays bounded, at the price of
 /// newcomers sharing a budget until space frees up — never a fresh budget each (fail closed).
 const OVERFLOW: &str = "(overflow)";
 
-/// The in-memory twin of the Lua script: admission logs per limiter, sharded to keep lock
-/// contention low.
+/// The in-memory twin of the Lua script: each limiter's theoretical arrival time, sharded to
+/// keep lock contention low.
 #[derive(Default)]
 pub(super) struct MemoryStore {
     shards: [Mutex<Shard>; SHARDS],
@@ -33,8 +32,8 @@ pub(super) struct MemoryStore {
 
 #[derive(Default)]
 struct Shard {
-    /// Each limiter's window and admission times, oldest first.
-    logs: HashMap<String, (Duration, VecDeque<Instant>)>,
+    /// Each limiter's theoretical arrival time: `tat - now` is the budget in use.
+    arrivals: HashMap<String, Instant>,
     checks: u64,
     /// New limiters are being sent to [`OVERFLOW`] (logged once per episode).
     overflowing: bool,
@@ -42,13 +41,10 @@ struct Shard {
 }
 
 impl Shard {
-    /// Drops limiters whose newest admission has left their window: they hold no budget.
+    /// Drops limiters whose budget is whole again: they hold nothing worth keeping.
     fn sweep(&mut self, now: Instant) {
-        self.logs.retain(|_, (window, log)| {
-            log.back()
-                .is_some_and(|last| now.duration_since(*last) < *window)
-        });
-        if self.logs.len() < MAX_LIMITERS_PER_SHARD {
+        self.arrivals.retain(|_, tat| *tat > now);
+        if self.arrivals.len() < MAX_LIMITERS_PER_SHARD {
             self.overflowing = false;
         }
         self.last_sweep = Some(now);
@@ -60,7 +56,7 @@ impl MemoryStore {
         let mut shard = lock(&self.shards[(self.hasher.hash_one(limiter) as usize) % SHARDS]);
         shard.checks += 1;
         let full = |shard: &Shard| {
-            shard.logs.len() >= MAX_LIMITERS_PER_SHARD && !shard.logs.contains_key(limiter)
+            shard.arrivals.len() >= MAX_LIMITERS_PER_SHARD && !shard.arrivals.contains_key(limiter)
         };
         // When full, sweep at most once a second: a flood of new principals must not make
         // every check walk the whole shard.
@@ -82,29 +78,34 @@ impl MemoryStore {
         } else {
             limiter
         };
-        let (window, log) = shard
-            .logs
-            .entry(key.to_owned())
-            .or_insert_with(|| (limit.window, VecDeque::new()));
-        *window = limit.window;
-        while log
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= limit.window)
-        {
-            log.pop_front();
+        let interval = Duration::from_micros(limit.emission_interval_us());
+        let burst = interval * limit.requests;
+        let in_use = shard
+            .arrivals
+            .get(key)
+            .map_or(Duration::ZERO, |tat| tat.saturating_duration_since(now));
+        let debt = in_use + interval;
+        if debt > burst {
+            return Decision {
+                allowed: false,
+                limit: limit.requests,
+                remaining: 0,
+                reset: in_use,
+                retry_after: debt - burst,
+            };
         }
-        let allowed = log.len() < limit.requests as usize;
-        if allowed {
-            log.push_back(now);
+        match shard.arrivals.get_mut(key) {
+            Some(tat) => *tat = now + debt,
+            None => {
+                shard.arrivals.insert(key.to_owned(), now + debt);
+            }
         }
-        let reset = log.front().map_or(limit.window, |oldest| {
-            limit.window.saturating_sub(now.duration_since(*oldest))
-        });
         Decision {
-            allowed,
+            allowed: true,
             limit: limit.requests,
-            remaining: limit.requests.saturating_sub(log.len() as u32),
-            reset,
+            remaining: ((burst - debt).as_micros() / interval.as_micros()) as u32,
+            reset: debt,
+            retry_after: Duration::ZERO,
         }
     }
 }
@@ -121,32 +122,73 @@ mod tests {
     }
 
     #[test]
-    fn memory_window_admits_exactly_n_then_slides() {
+    fn a_burst_of_exactly_n_then_one_request_per_interval() {
         let store = MemoryStore::default();
         let t0 = Instant::now();
+        let budget = limit(3, 30); // one request's worth of budget comes back every 10 s
         for i in 0..3 {
-            let d = store.check("k", limit(3, 10), t0 + Duration::from_secs(i));
+            let d = store.check("k", budget, t0);
             assert!(d.allowed);
-            assert_eq!(d.remaining, 2 - i as u32);
+            assert_eq!(d.remaining, 2 - i);
+            assert_eq!(d.reset, Duration::from_secs(10 * u64::from(i + 1)));
+            assert_eq!(d.retry_after, Duration::ZERO);
         }
-        let d = store.check("k", limit(3, 10), t0 + Duration::from_secs(5));
+        let d = store.check("k", budget, t0 + Duration::from_secs(4));
         assert!(!d.allowed);
         assert_eq!(d.remaining, 0);
         assert_eq!(
             d.reset,
-            Duration::from_secs(5),
-            "until the first entry leaves"
+            Duration::from_secs(26),
+            "until the budget is whole"
         );
-        // Denied requests do not count: at t0+10 the first entry has left, one slot is free.
-        let d = store.check("k", limit(3, 10), t0 + Duration::from_secs(10));
+        assert_eq!(
+            d.retry_after,
+            Duration::from_secs(6),
+            "until one request's worth is back"
+        );
+        // Refusals take nothing: at t0+10 exactly one request's worth is back.
+        let t10 = t0 + Duration::from_secs(10);
+        let d = store.check("k", budget, t10);
         assert!(d.allowed);
-        assert!(
-            !store
-                .check("k", limit(3, 10), t0 + Duration::from_secs(10))
-                .allowed
-        );
+        assert_eq!(d.remaining, 0);
+        assert!(!store.check("k", budget, t10).allowed);
+        // After a whole window of silence, the whole budget again, and never more.
+        let later = t10 + Duration::from_secs(30);
+        let admitted = (0..10)
+            .filter(|_| store.check("k", budget, later).allowed)
+            .count();
+        assert_eq!(admitted, 3);
         // Other limiters are independent.
-        assert!(store.check("other", limit(3, 10), t0).allowed);
+        assert!(store.check("other", budget, t0).allowed);
+    }
+
+    #[test]
+    fn no_window_admits_more_than_twice_the_budget_and_the_rate_holds() {
+        // The documented worst case: a full burst at the end of one window, then the steady
+        // rate, admits at most 2N - 1 in any window; over a long run, N per window.
+        let store = MemoryStore::default();
+        let budget = limit(10, 10);
+        let t0 = Instant::now();
+        let mut admitted = Vec::new();
+        for ms in (0..60_000).step_by(50) {
+            let at = t0 + Duration::from_millis(ms);
+            while store.check("k", budget, at).allowed {
+                admitted.push(ms);
+            }
+        }
+        let most_in_a_window = admitted
+            .iter()
+            .map(|start| {
+                admitted
+                    .iter()
+                    .filter(|t| (*start..*start + 10_000).contains(*t))
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert_eq!(most_in_a_window, 19, "2N - 1");
+        // 10 at once, then one per second for the remaining 59.95 s.
+        assert_eq!(admitted.len(), 10 + 59);
     }
 
     #[test]
@@ -158,7 +200,7 @@ mod tests {
         for i in 0..(MAX_LIMITERS_PER_SHARD * SHARDS * 2) {
             store.check(&format!("ip:{i}"), budget, t0);
         }
-        let held: usize = store.shards.iter().map(|s| lock(s).logs.len()).sum();
+        let held: usize = store.shards.iter().map(|s| lock(s).arrivals.len()).sum();
         assert!(held <= (MAX_LIMITERS_PER_SHARD + 1) * SHARDS, "{held}");
         // A limiter that got in keeps its own budget: one admission left of two.
         assert!(store.check("ip:0", budget, t0).allowed);

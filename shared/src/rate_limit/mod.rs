@@ -1,9 +1,19 @@
-//! Sliding-window rate limiting: Redis when it answers, the same algorithm in memory when not.
+//! Rate limiting with constant-size state: Redis when it answers, the same algorithm in memory
+//! when not.
 //!
-//! The window is a log of admission times per (principal, endpoint): a request is admitted when
-//! fewer than `limit` requests were admitted in the last `window`. [`redis_store`] keeps the log as a
-//! sorted set changed by one atomic Lua script; [`memory_store`] is its in-process twin. One key per
-//! limiter, so the layout works on Redis Cluster.
+//! The algorithm is GCRA (the generic cell rate algorithm, a token bucket kept as one time):
+//! a budget of `N` per `W` lets a request use `T = W / N` of budget ("emission interval"), and
+//! a limiter is admitted while the budget it has in use stays within `W`. Each limiter —
+//! (principal, endpoint) — is one number, its theoretical arrival time `tat`: the budget in
+//! use is `tat - now`. An idle limiter has a burst of `N`; after that, budget comes back at one
+//! request per `T`. So a client can never send more than `N` at once, nor more than `N` per `W`
+//! over time; the worst case for any window of length `W` is `2N - 1` (a full burst just
+//! before the window, then the steady rate through it), where a log of every request would
+//! allow exactly `N`. Refused requests take no budget.
+//!
+//! [`redis_store`] keeps `tat` as an integer key changed by one atomic Lua script;
+//! [`memory_store`] is its in-process twin. One key per limiter, so the layout works on Redis
+//! Cluster; it expires when its budget is whole again.
 //!
 //! When Redis fails or exceeds `REDIS_TIMEOUT_MS`, the in-memory log decides (never fail open,
 //! never a 5xx), a warning is logged once per outage, and Redis is tried again after a short
@@ -35,15 +45,22 @@ pub struct Decision {
     pub allowed: bool,
     pub limit: u32,
     pub remaining: u32,
-    /// Until the oldest counted request leaves the window (when budget frees up).
+    /// Until the whole budget is back (`RateLimit-Reset`).
     pub reset: Duration,
+    /// Until one more request would be admitted: zero when this one was (`Retry-After`).
+    pub retry_after: Duration,
 }
 
 impl Decision {
-    /// [`Decision::reset`] in whole seconds, rounded up, as `RateLimit-Reset` and
-    /// `Retry-After` want them (a 0.2 s wait is "1", not "0").
+    /// [`Decision::reset`] in whole seconds, rounded up, as `RateLimit-Reset` wants it (a
+    /// 0.2 s wait is "1", not "0").
     pub fn reset_secs(&self) -> u64 {
-        self.reset.as_micros().div_ceil(1_000_000) as u64
+        whole_seconds(self.reset)
+    }
+
+    /// [`Decision::retry_after`] in whole seconds, rounded up, for `Retry-After`.
+    pub fn retry_after_secs(&self) -> u64 {
+        whole_seconds(self.retry_after)
     }
 }
 
@@ -184,6 +201,10 @@ impl RateLimiter {
     }
 }
 
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_micros().div_ceil(1_000_000) as u64
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave the data inconsistent (plain values).
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -200,8 +221,10 @@ mod tests {
             limit: 1,
             remaining: 0,
             reset,
+            retry_after: reset,
         };
         assert_eq!(after(Duration::from_millis(200)).reset_secs(), 1);
+        assert_eq!(after(Duration::from_millis(200)).retry_after_secs(), 1);
         assert_eq!(after(Duration::from_secs(2)).reset_secs(), 2);
         assert_eq!(after(Duration::from_millis(2001)).reset_secs(), 3);
         assert_eq!(after(Duration::ZERO).reset_secs(), 0);

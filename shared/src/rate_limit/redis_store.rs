@@ -1,41 +1,43 @@
-//! The Redis store: a sorted-set log per limiter, pruned, counted and extended by one Lua
-//! script in a single atomic round trip (`EVALSHA`, loaded once), on Redis's clock so that
-//! replicas of the API need not agree on time.
+//! The Redis store: one integer per limiter (its GCRA theoretical arrival time, in Redis's
+//! microseconds), read and advanced by one Lua script in a single atomic round trip
+//! (`EVALSHA`, loaded once), on Redis's clock so that replicas of the API need not agree on
+//! time. The key expires when its budget is whole again, so only limiters in use hold memory.
 
 use std::{
     path::Path,
-    sync::Mutex,
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Decision, lock};
+use super::Decision;
 use crate::config::Limit;
 
 /// How long to stay on the in-memory limiter after a Redis failure before trying Redis again.
 const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-const SLIDING_WINDOW_LUA: &str = r"
--- KEYS[1]: the limiter; ARGV: limit, window (µs), a unique suffix for this request's entry.
+/// GCRA (see the module docs of `rate_limit`). The state is the theoretical arrival time
+/// `tat`; `tat - now` is the budget in use ("debt"), at most `limit × interval`. Refusals
+/// write nothing. The value is written as a decimal integer so Redis stores it as one (the
+/// smallest encoding), and Lua's doubles hold microsecond times exactly (< 2^53).
+const GCRA_LUA: &str = r"
+-- KEYS[1]: the limiter; ARGV: limit, emission interval (µs).
+-- Returns {allowed, remaining, reset (µs until the budget is whole), retry after (µs)}.
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local allowed = 0
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
-  count = count + 1
-  allowed = 1
+local interval = tonumber(ARGV[2])
+local burst = limit * interval
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local debt = tat - now + interval
+if debt > burst then
+  return {0, 0, tat - now, debt - burst}
 end
-redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
-local reset = window
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if oldest[2] then reset = tonumber(oldest[2]) + window - now end
-return {allowed, limit - count, reset}
+redis.call('SET', KEYS[1], string.format('%.0f', now + debt), 'PX', math.ceil(debt / 1000))
+return {1, math.floor((burst - debt) / interval), debt, 0}
 ";
 
 /// `REDIS_CA_CERT`'s PEM, refused at start-up when it holds no certificate (the redis crate
@@ -60,9 +62,11 @@ pub(super) struct RedisStore {
     pub(super) conn: ConnectionManager,
     script: redis::Script,
     pub(super) timeout: Duration,
-    /// `Some(since)` while Redis is considered down; guarded by a lock because the "first"
-    /// failure must log exactly once.
-    down: Mutex<Option<Instant>>,
+    /// Microseconds after `epoch` (plus one) of the last failure while Redis is considered
+    /// down, 0 while it answers: an atomic, so the common case (up) costs one load, and the
+    /// swap that starts an outage happens once, so it is logged once.
+    down_since: AtomicU64,
+    epoch: Instant,
 }
 
 impl RedisStore {
@@ -97,38 +101,43 @@ impl RedisStore {
             .set_number_of_retries(1);
         Ok(Self {
             conn: ConnectionManager::new_lazy_with_config(client, manager_config)?,
-            script: redis::Script::new(SLIDING_WINDOW_LUA),
+            script: redis::Script::new(GCRA_LUA),
             timeout,
-            down: Mutex::new(None),
+            down_since: AtomicU64::new(0),
+            epoch: Instant::now(),
         })
     }
 
     /// Whether Redis is considered down (deciding in memory).
     pub(super) fn is_down(&self) -> bool {
-        lock(&self.down).is_some()
+        self.down_since.load(Ordering::Relaxed) != 0
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64 + 1
     }
 
     pub(super) fn should_try(&self) -> bool {
-        match *lock(&self.down) {
-            Some(since) => since.elapsed() >= REDIS_RETRY_AFTER,
-            None => true,
+        match self.down_since.load(Ordering::Relaxed) {
+            0 => true,
+            since => self.now().saturating_sub(since) >= REDIS_RETRY_AFTER.as_micros() as u64,
         }
     }
 
     /// Records a failure; true when this failure starts an outage (log it once).
     pub(super) fn failed(&self) -> bool {
-        let mut down = lock(&self.down);
-        let first = down.is_none();
         // Restart the pause either way, so a dead Redis is probed once per pause.
-        *down = Some(Instant::now());
-        first
+        self.down_since.swap(self.now(), Ordering::Relaxed) == 0
     }
 
     pub(super) fn recovered(&self) {
-        let mut down = lock(&self.down);
-        if let Some(since) = down.take() {
+        if self.down_since.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let since = self.down_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
             tracing::info!(
-                outage_ms = since.elapsed().as_millis() as u64,
+                outage_ms = self.now().saturating_sub(since) / 1000,
                 "Redis answers again: rate limiting in Redis"
             );
         }
@@ -136,23 +145,22 @@ impl RedisStore {
 
     pub(super) async fn check(&self, key: &str, limit: Limit) -> Result<Decision, String> {
         let mut conn = self.conn.clone();
-        let member: u64 = rand::random();
-        let window_us = limit.window.as_micros() as u64;
         let call = async {
             self.script
                 .key(key)
                 .arg(limit.requests)
-                .arg(window_us)
-                .arg(member)
-                .invoke_async::<(i64, i64, i64)>(&mut conn)
+                .arg(limit.emission_interval_us())
+                .invoke_async::<(i64, i64, i64, i64)>(&mut conn)
                 .await
         };
+        let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok((allowed, remaining, reset_us))) => Ok(Decision {
+            Ok(Ok((allowed, remaining, reset_us, retry_us))) => Ok(Decision {
                 allowed: allowed == 1,
                 limit: limit.requests,
-                remaining: remaining.max(0) as u32,
-                reset: Duration::from_micros(reset_us.max(0) as u64),
+                remaining: remaining.clamp(0, i64::from(limit.requests)) as u32,
+                reset: micros(reset_us),
+                retry_after: micros(retry_us),
             }),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::jobs::{self, Job, NewJob};
-use crate::db::{Db, DbError, PgError, Transaction};
+use crate::db::{Db, DbError, PgError, ToSql, Transaction};
 
 /// The item an event is about. Only ids: the consumer reads the item's current state (a
 /// queued payload would be stale by the time a retry delivers it).
@@ -94,24 +94,29 @@ macro_rules! columns {
     };
 }
 
-const CREATE: &str = concat!(
-    "INSERT INTO items (id, user_id, title, description) VALUES ($1, $2, $3, $4) \
+// The item and its `ItemCreated` job in one statement (the job's parameters first, see
+// `jobs::with_job!`).
+const CREATE: &str = jobs::with_job!(concat!(
+    "INSERT INTO items (id, user_id, title, description) VALUES ($8, $9, $10, $11) \
      RETURNING ",
     columns!()
-);
+));
 
+/// Creates an item and its `ItemCreated` job: one statement, committed on its own (one round
+/// trip, see [`Db::write_statement`]).
 pub async fn create(
     db: &Db,
     user_id: Uuid,
     title: &str,
     description: &str,
 ) -> Result<Item, DbError> {
-    let (title, description) = (title.to_owned(), description.to_owned());
-    db.write("items.create", move |tx| {
-        let (title, description) = (title.clone(), description.clone());
-        Box::pin(async move { insert(tx, user_id, &title, &description).await })
-    })
-    .await
+    let id = Uuid::now_v7();
+    let event = ItemCreated(ItemRef::new(id, user_id));
+    let job = NewJob::new(&event);
+    let job = jobs::JobParams::new(&job);
+    let params = create_params(&job, &id, &user_id, &title, &description);
+    db.write_statement("items.create", CREATE, &params, Item::from_row)
+        .await
 }
 
 /// [`create`]'s statement inside the caller's transaction, for work that must commit with
@@ -122,13 +127,29 @@ pub async fn insert(
     title: &str,
     description: &str,
 ) -> Result<Item, PgError> {
+    let id = Uuid::now_v7();
+    let event = ItemCreated(ItemRef::new(id, user_id));
+    let job = NewJob::new(&event);
+    let job = jobs::JobParams::new(&job);
     let stmt = tx.prepare_cached(CREATE).await?;
     let row = tx
-        .query_one(&stmt, &[&Uuid::now_v7(), &user_id, &title, &description])
+        .query_one(
+            &stmt,
+            &create_params(&job, &id, &user_id, &title, &description),
+        )
         .await?;
-    let item = Item::from_row(&row)?;
-    enqueue_event(tx, ItemCreated(ItemRef::new(item.id, user_id))).await?;
-    Ok(item)
+    Item::from_row(&row)
+}
+
+fn create_params<'a>(
+    job: &'a jobs::JobParams<'_, ItemCreated>,
+    id: &'a Uuid,
+    user_id: &'a Uuid,
+    title: &'a &str,
+    description: &'a &str,
+) -> [&'a (dyn ToSql + Sync); 11] {
+    let [a, b, c, d, e, f, g] = job.params();
+    [a, b, c, d, e, f, g, id, user_id, title, description]
 }
 
 const GET: &str = concat!(

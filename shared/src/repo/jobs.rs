@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Serialize, de::DeserializeOwned};
-use tokio_postgres::{Row, types::Json as PgJson};
+use tokio_postgres::{
+    Row,
+    types::{Json as PgJson, ToSql},
+};
 use uuid::Uuid;
 
 use crate::db::{Db, DbError, PgError, Transaction};
@@ -61,42 +64,109 @@ impl<'a, J: Job> NewJob<'a, J> {
     }
 }
 
-const ENQUEUE: &str = "INSERT INTO jobs (id, kind, payload, priority, run_at, max_attempts, dedup_key) \
-     VALUES ($1, $2, $3, $4, coalesce($5, now()), $6, $7) \
-     ON CONFLICT (dedup_key) \
-       WHERE dedup_key IS NOT NULL AND state IN ('available', 'running', 'retryable') \
-       DO NOTHING \
-     RETURNING id";
+// The jobs statements take `$1`–`$7` from [`JobParams`]. Typed casts: in `INSERT … SELECT` the
+// parameters' types are not taken from the target columns.
+macro_rules! insert_job {
+    ($($condition:literal)?) => {
+        concat!(
+            "INSERT INTO jobs (id, kind, payload, priority, run_at, max_attempts, dedup_key) \
+             SELECT $1::uuid, $2::text, $3::jsonb, $4::smallint, coalesce($5::timestamptz, now()), \
+                    $6::integer, $7::text ",
+            $($condition,)?
+            "ON CONFLICT (dedup_key) \
+               WHERE dedup_key IS NOT NULL AND state IN ('available', 'running', 'retryable') \
+               DO NOTHING \
+             RETURNING id, kind"
+        )
+    };
+}
+
+// Wakes the kind's listeners for the job the statement enqueued (`NOTIFY` is delivered at
+// commit, and not at all on rollback): a data-modifying CTE's side effect, in the same
+// statement, so enqueueing costs no round trip of its own.
+macro_rules! woken {
+    () => {
+        "woken AS (SELECT pg_notify('basalt_jobs', kind) FROM job) "
+    };
+}
+
+/// One statement that makes a change and enqueues its job: `$change` is a data-modifying
+/// statement with `RETURNING` (its parameters start at `$8`), the job is enqueued only when
+/// it returned a row, and the statement returns the change's rows. Being one statement, it
+/// can commit on its own ([`Db::write_statement`]): one round trip for change, job and
+/// notification.
+macro_rules! with_job {
+    ($change:expr) => {
+        concat!(
+            "WITH change AS (",
+            $change,
+            "), job AS (",
+            $crate::repo::jobs::insert_job!("WHERE EXISTS (SELECT 1 FROM change) "),
+            "), ",
+            $crate::repo::jobs::woken!(),
+            "SELECT change.*, (SELECT count(*) FROM woken) AS woken FROM change"
+        )
+    };
+}
+pub(crate) use {insert_job, with_job, woken};
+
+const ENQUEUE: &str = concat!(
+    "WITH job AS (",
+    insert_job!(),
+    "), ",
+    woken!(),
+    "SELECT id, (SELECT count(*) FROM woken) AS woken FROM job"
+);
+
+/// The job statements' parameters `$1`–`$7` for `new`, with a fresh id.
+pub(crate) struct JobParams<'a, J: Job> {
+    id: Uuid,
+    kind: &'static str,
+    payload: PgJson<&'a J>,
+    priority: i16,
+    run_at: Option<DateTime<Utc>>,
+    max_attempts: i32,
+    dedup_key: Option<&'a str>,
+}
+
+impl<'a, J: Job> JobParams<'a, J> {
+    pub(crate) fn new(new: &'a NewJob<'_, J>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            kind: J::KIND,
+            payload: PgJson(new.job),
+            priority: new.priority,
+            run_at: new.run_at,
+            max_attempts: J::MAX_ATTEMPTS,
+            dedup_key: new.dedup_key.as_deref(),
+        }
+    }
+
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.id,
+            &self.kind,
+            &self.payload,
+            &self.priority,
+            &self.run_at,
+            &self.max_attempts,
+            &self.dedup_key,
+        ]
+    }
+}
 
 /// Inserts `new` in the caller's transaction and wakes the kind's listeners when it commits
-/// (`NOTIFY` is delivered at commit, and not at all on rollback). `None` when an unfinished
-/// job already holds its dedup key. A payload that does not serialise is a `PgError` too, so
-/// it rolls the caller's change back like any failed statement.
+/// (`NOTIFY` is delivered at commit, and not at all on rollback), in one statement. `None`
+/// when an unfinished job already holds its dedup key. A payload that does not serialise is
+/// a `PgError` too, so it rolls the caller's change back like any failed statement.
 pub async fn enqueue<J: Job>(
     tx: &Transaction<'_>,
     new: &NewJob<'_, J>,
 ) -> Result<Option<Uuid>, PgError> {
     let stmt = tx.prepare_cached(ENQUEUE).await?;
-    let row = tx
-        .query_opt(
-            &stmt,
-            &[
-                &Uuid::now_v7(),
-                &J::KIND,
-                &PgJson(new.job),
-                &new.priority,
-                &new.run_at,
-                &J::MAX_ATTEMPTS,
-                &new.dedup_key,
-            ],
-        )
-        .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let notify = tx.prepare_cached(NOTIFY).await?;
-    tx.execute(&notify, &[&J::KIND]).await?;
-    Ok(Some(row.try_get("id")?))
+    let params = JobParams::new(new);
+    let row = tx.query_opt(&stmt, &params.params()).await?;
+    row.map(|row| row.try_get("id")).transpose()
 }
 
 const EXPEDITE: &str = "UPDATE jobs SET run_at = now(), updated_at = now() \

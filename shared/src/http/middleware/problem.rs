@@ -11,11 +11,8 @@ use crate::error::{OUTCOME_UNKNOWN, PROBLEM_JSON, Problem, WRITE_TIMED_OUT};
 /// [`Problem`] from the response extensions, or one derived from the status for the bare
 /// error responses of axum and tower-http (405, 408, 413, 500 after a panic).
 pub async fn problem_details(req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // A shared handle on the header's bytes: read as text only for an error response.
+    let request_id = req.headers().get(&REQUEST_ID).cloned();
     let write = !req.method().is_safe();
     let response = next.run(req).await;
     let status = response.status();
@@ -27,7 +24,10 @@ pub async fn problem_details(req: Request, next: Next) -> Response {
         .extensions
         .remove::<Problem>()
         .unwrap_or_else(|| bare_problem(status, write));
-    problem.request_id = request_id;
+    problem.request_id = request_id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = match serde_json::to_vec(&problem) {
         Ok(body) => body,
         Err(_) => br#"{"type":"about:blank","title":"Error"}"#.to_vec(),

@@ -124,7 +124,7 @@ pub fn over_budget(decision: &Decision, budget: Limit) -> ApiError {
             budget.requests,
             budget.window.as_secs()
         ),
-        decision.reset_secs(),
+        decision.retry_after_secs(),
     )
 }
 
@@ -215,7 +215,9 @@ mod tests {
         }
         let res = send("/a", anonymous, None).await;
         assert_eq!(res.status(), 429);
-        assert_eq!(res.headers()[header::RETRY_AFTER], "60");
+        // 2 per 60 s: one request's worth of budget comes back every 30 s.
+        assert_eq!(res.headers()[header::RETRY_AFTER], "30");
+        assert_eq!(res.headers()[RATELIMIT_RESET], "60");
         // Another endpoint, another client address, a signed-in user: budgets of their own.
         assert_eq!(send("/b", anonymous, None).await.status(), 200);
         assert_eq!(send("/a", "198.51.100.8:4000", None).await.status(), 200);
