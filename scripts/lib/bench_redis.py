@@ -121,6 +121,7 @@ def measure(host, port, repo, keys=100_000, prefix="bench"):
         figures[name], calls = usec_per_call(r)
         assert calls == keys, calls
         if name == "first":
+            # The script answers {allowed, remaining, reset, retry after}.
             assert all(reply[0] == 1 for reply in replies), "the limiter refused a first request"
             figures["bytes_per_key"] = (int(r.info("memory")["used_memory"]) - before) / keys
             figures["keys_held"] = r.call("DBSIZE")
