@@ -78,35 +78,22 @@ impl MemoryStore {
         } else {
             limiter
         };
-        let interval = Duration::from_micros(limit.emission_interval_us());
-        let burst = interval * limit.requests;
         let in_use = shard
             .arrivals
             .get(key)
             .map_or(Duration::ZERO, |tat| tat.saturating_duration_since(now));
-        let debt = in_use + interval;
-        if debt > burst {
-            return Decision {
-                allowed: false,
-                limit: limit.requests,
-                remaining: 0,
-                reset: in_use,
-                retry_after: debt - burst,
-            };
-        }
-        match shard.arrivals.get_mut(key) {
-            Some(tat) => *tat = now + debt,
-            None => {
-                shard.arrivals.insert(key.to_owned(), now + debt);
+        let decision = Decision::gcra(limit, in_use);
+        if decision.allowed {
+            // `reset` is the budget in use after this request: the new arrival time.
+            let tat = now + decision.reset;
+            match shard.arrivals.get_mut(key) {
+                Some(at) => *at = tat,
+                None => {
+                    shard.arrivals.insert(key.to_owned(), tat);
+                }
             }
         }
-        Decision {
-            allowed: true,
-            limit: limit.requests,
-            remaining: ((burst - debt).as_micros() / interval.as_micros()) as u32,
-            reset: debt,
-            retry_after: Duration::ZERO,
-        }
+        decision
     }
 }
 

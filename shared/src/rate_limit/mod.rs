@@ -52,6 +52,31 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// GCRA's decision for a limiter with `in_use` of its budget taken (`tat - now`, zero
+    /// when idle): admitted while this request's interval still fits in the burst
+    /// (`limit × interval`). Both stores decide with it; they only keep `tat`.
+    pub(crate) fn gcra(limit: Limit, in_use: Duration) -> Self {
+        let interval = Duration::from_micros(limit.emission_interval_us());
+        let burst = interval * limit.requests;
+        let debt = in_use + interval;
+        if debt > burst {
+            return Self {
+                allowed: false,
+                limit: limit.requests,
+                remaining: 0,
+                reset: in_use,
+                retry_after: debt - burst,
+            };
+        }
+        Self {
+            allowed: true,
+            limit: limit.requests,
+            remaining: ((burst - debt).as_micros() / interval.as_micros()) as u32,
+            reset: debt,
+            retry_after: Duration::ZERO,
+        }
+    }
+
     /// [`Decision::reset`] in whole seconds, rounded up, as `RateLimit-Reset` wants it (a
     /// 0.2 s wait is "1", not "0").
     pub fn reset_secs(&self) -> u64 {
@@ -213,6 +238,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gcra_admits_while_the_interval_fits_and_says_when_to_come_back() {
+        let budget = Limit {
+            requests: 3,
+            window: Duration::from_secs(30),
+        };
+        let secs = Duration::from_secs;
+        // Idle: admitted, two left, the budget whole again after one interval.
+        let idle = Decision::gcra(budget, Duration::ZERO);
+        assert!(idle.allowed);
+        assert_eq!(
+            (idle.remaining, idle.reset, idle.retry_after),
+            (2, secs(10), secs(0))
+        );
+        // The last request's worth: admitted, none left, whole again after the window.
+        let last = Decision::gcra(budget, secs(20));
+        assert!(last.allowed);
+        assert_eq!((last.remaining, last.reset), (0, secs(30)));
+        // Over: refused, one more fits after 4 s, the whole budget after 24 s.
+        let over = Decision::gcra(budget, secs(24));
+        assert!(!over.allowed);
+        assert_eq!(
+            (over.remaining, over.reset, over.retry_after),
+            (0, secs(24), secs(4))
+        );
+        // Debt that never fits again (the store is ahead): still a refusal, never a panic.
+        assert!(!Decision::gcra(budget, secs(3600)).allowed);
+    }
 
     #[test]
     fn reset_is_rounded_up_to_whole_seconds() {

@@ -18,26 +18,24 @@ use crate::config::Limit;
 const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// GCRA (see the module docs of `rate_limit`). The state is the theoretical arrival time
-/// `tat`; `tat - now` is the budget in use ("debt"), at most `limit × interval`. Refusals
-/// write nothing. The value is written as a decimal integer so Redis stores it as one (the
-/// smallest encoding), and Lua's doubles hold microsecond times exactly (< 2^53).
+/// `tat`; the script answers one integer, the budget in use before this request
+/// (`max(tat - now, 0)`, in µs), and [`Decision::gcra`] derives the rest — the same function
+/// the in-memory store uses, so the two cannot disagree. It writes only when the request is
+/// admitted (refusals take no budget), as a decimal integer so Redis stores it as one (the
+/// smallest encoding); Lua's doubles hold microsecond times exactly (< 2^53).
 const GCRA_LUA: &str = r"
--- KEYS[1]: the limiter; ARGV: limit, emission interval (µs).
--- Returns {allowed, remaining, reset (µs until the budget is whole), retry after (µs)}.
+-- KEYS[1]: the limiter; ARGV: limit, emission interval (µs). Returns the budget in use (µs).
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
-local burst = limit * interval
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local debt = tat - now + interval
-if debt > burst then
-  return {0, 0, tat - now, debt - burst}
+local in_use = (tonumber(redis.call('GET', KEYS[1])) or now) - now
+if in_use < 0 then in_use = 0 end
+local debt = in_use + interval
+if debt <= tonumber(ARGV[1]) * interval then
+  redis.call('SET', KEYS[1], string.format('%.0f', now + debt), 'PX', math.ceil(debt / 1000))
 end
-redis.call('SET', KEYS[1], string.format('%.0f', now + debt), 'PX', math.ceil(debt / 1000))
-return {1, math.floor((burst - debt) / interval), debt, 0}
+return in_use
 ";
 
 /// `REDIS_CA_CERT`'s PEM, refused at start-up when it holds no certificate (the redis crate
@@ -150,18 +148,14 @@ impl RedisStore {
                 .key(key)
                 .arg(limit.requests)
                 .arg(limit.emission_interval_us())
-                .invoke_async::<(i64, i64, i64, i64)>(&mut conn)
+                .invoke_async::<i64>(&mut conn)
                 .await
         };
-        let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok((allowed, remaining, reset_us, retry_us))) => Ok(Decision {
-                allowed: allowed == 1,
-                limit: limit.requests,
-                remaining: remaining.clamp(0, i64::from(limit.requests)) as u32,
-                reset: micros(reset_us),
-                retry_after: micros(retry_us),
-            }),
+            Ok(Ok(in_use_us)) => Ok(Decision::gcra(
+                limit,
+                Duration::from_micros(in_use_us.max(0) as u64),
+            )),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         }
