@@ -628,3 +628,18 @@ pub async fn discard(db: &Db, id: Uuid) -> Result<bool, DbError> {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_statement_that_wakes_workers_notifies_the_channel_they_listen_on() {
+        // `pg_notify`'s channel is spelled out in the statements (they are `const`s built with
+        // `concat!`, which takes only literals): keep them and `CHANNEL` in step.
+        let notifies = format!("pg_notify('{CHANNEL}'");
+        for statement in [woken!(), NOTIFY, ENQUEUE, with_job!("SELECT 1")] {
+            assert!(statement.contains(&notifies), "{statement}");
+        }
+    }
+}
