@@ -15,7 +15,7 @@
 //! [`memory_store`] is its in-process twin. One key per limiter, so the layout works on Redis
 //! Cluster; it expires when its budget is whole again.
 //!
-//! When Redis fails or exceeds `REDIS_TIMEOUT_MS`, the in-memory log decides (never fail open,
+//! When Redis fails or exceeds `REDIS_TIMEOUT_MS`, the in-memory store decides (never fail open,
 //! never a 5xx), a warning is logged once per outage, and Redis is tried again after a short
 //! pause; the first success ends the outage. Budgets are per process during an outage.
 //!

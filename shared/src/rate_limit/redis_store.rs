@@ -21,8 +21,9 @@ const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// `tat`; the script answers one integer, the budget in use before this request
 /// (`max(tat - now, 0)`, in µs), and [`Decision::gcra`] derives the rest — the same function
 /// the in-memory store uses, so the two cannot disagree. It writes only when the request is
-/// admitted (refusals take no budget), as a decimal integer so Redis stores it as one (the
-/// smallest encoding); Lua's doubles hold microsecond times exactly (< 2^53).
+/// admitted (the same test as `Decision::gcra`'s, on the same integers: refusals take no
+/// budget), as a decimal integer so Redis stores it as one (the smallest encoding); Lua's
+/// doubles hold microsecond times exactly (< 2^53).
 const GCRA_LUA: &str = r"
 -- KEYS[1]: the limiter; ARGV: limit, emission interval (µs). Returns the budget in use (µs).
 if redis.replicate_commands then redis.replicate_commands() end
