@@ -85,10 +85,16 @@ pub fn routes() -> (Router<AppState>, Arc<OpenApi>) {
     // Built once: the page embeds Scalar's ~2.7 MB script, and `Bytes` hands each request the
     // same buffer instead of a copy.
     let docs_html = Bytes::from(Scalar::new("/openapi.json").with_title("Basalt API").html());
+    // The document is captured by its route alone: an `Extension` layer would insert it into
+    // every request's extensions.
+    let served = doc.clone();
     let router = router
         .route(
             "/openapi.json",
-            get(|Extension(doc): Extension<Arc<OpenApi>>| async move { axum::Json(doc) }),
+            get(move || {
+                let doc = served.clone();
+                async move { axum::Json(doc) }
+            }),
         )
         .route(
             "/docs",
@@ -96,8 +102,7 @@ pub fn routes() -> (Router<AppState>, Arc<OpenApi>) {
                 let html = docs_html.clone();
                 async move { Html(html) }
             }),
-        )
-        .layer(Extension(doc.clone()));
+        );
     (router, doc)
 }
 

@@ -84,7 +84,7 @@ pub fn app(router: Router<AppState>, state: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(from_fn(request_id::sanitize_request_id))
+        .map_request(request_id::sanitize_request_id::<Body>)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(cors(settings))

@@ -49,12 +49,14 @@ pub async fn limit_request(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let endpoint = endpoint(&req);
-    let principal = principal(&mut req, callers);
-    let budget = limiter.limit_for(&endpoint);
-    let decision = limiter
-        .check(&format!("{principal}|{endpoint}"), budget)
-        .await;
+    // The limiter's name, `<principal>|<endpoint>`, built in one buffer.
+    let mut name = String::with_capacity(96);
+    principal(&mut req, callers, &mut name);
+    name.push('|');
+    let endpoint_at = name.len();
+    endpoint(&req, &mut name);
+    let budget = limiter.limit_for(&name[endpoint_at..]);
+    let decision = limiter.check(&name, budget).await;
     let mut response = if decision.allowed {
         next.run(req).await
     } else {
@@ -73,34 +75,41 @@ pub async fn limit_request(
 /// ([`VerifiedKeys`]) — every key of a user shares the user's budget; else the client's
 /// address (IPv6 per /64). The verified subject is handed on to the auth layer so the
 /// signature is checked once.
-fn principal(req: &mut Request, callers: Callers<'_>) -> String {
+fn principal(req: &mut Request, callers: Callers<'_>, name: &mut String) {
     if !is_public(req.method(), req.uri().path()) {
         match credential(req.headers()) {
             Ok(Credential::Jwt(token)) => {
                 if let Ok(verified) = callers.jwt.verify(token) {
                     req.extensions_mut().insert(VerifiedSubject(verified));
-                    return format!("user:{}", verified.user_id);
+                    return write_name(name, "user:", verified.user_id);
                 }
             }
             Ok(Credential::ApiKey(key)) => {
                 if let Some(user_id) = callers.verified_keys.owner(key) {
-                    return format!("user:{user_id}");
+                    return write_name(name, "user:", user_id);
                 }
             }
             Err(_) => {}
         }
     }
     match client_ip(req, callers.trusted_proxies) {
-        Some(ip) => format!("ip:{}", rate_limit_bucket(ip)),
-        None => "ip:unknown".to_owned(),
+        Some(ip) => write_name(name, "ip:", rate_limit_bucket(ip)),
+        None => name.push_str("ip:unknown"),
     }
+}
+
+fn write_name(name: &mut String, kind: &str, id: impl std::fmt::Display) {
+    use std::fmt::Write;
+    name.push_str(kind);
+    // Writing into a `String` cannot fail.
+    let _ = write!(name, "{id}");
 }
 
 /// The endpoint a request counts against: method and route template, so `/v1/items/{id}` is
 /// one endpoint whatever the id. `HEAD` counts as `GET` (axum answers it with the GET
 /// handler), and methods no route uses share one name, so made-up method tokens cannot mint
 /// keys without bound.
-fn endpoint(req: &Request) -> String {
+fn endpoint(req: &Request, name: &mut String) {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -113,7 +122,9 @@ fn endpoint(req: &Request) -> String {
         Method::DELETE => "DELETE",
         _ => "OTHER",
     };
-    format!("{method} {route}")
+    name.push_str(method);
+    name.push(' ');
+    name.push_str(route);
 }
 
 /// The 429 of a refused request: what the budget is, and when to come back.

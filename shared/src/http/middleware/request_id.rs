@@ -1,8 +1,7 @@
 //! `X-Request-Id`: an incoming id is kept only when it is a sane token; tower-http's layers
 //! then set a new UUID where there is none and echo it on every response.
 
-use axum::{extract::Request, middleware::Next, response::Response};
-use http::HeaderName;
+use http::{HeaderName, Request};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -17,8 +16,9 @@ pub fn is_sane_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Drops an incoming `X-Request-Id` that is not a sane token, so a new one replaces it.
-pub async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+/// Drops an incoming `X-Request-Id` that is not a sane token, so a new one replaces it. A
+/// plain function of the request (a `tower` `map_request`): nothing to box or await.
+pub fn sanitize_request_id<B>(mut req: Request<B>) -> Request<B> {
     let sane = req
         .headers()
         .get(&REQUEST_ID)
@@ -26,5 +26,5 @@ pub async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
     if sane == Some(false) {
         req.headers_mut().remove(&REQUEST_ID);
     }
-    next.run(req).await
+    req
 }
