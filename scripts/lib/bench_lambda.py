@@ -58,6 +58,16 @@ def one_invocation(binary, event, env):
                             result["rss_kb"] = int(line.split()[1])
             except FileNotFoundError:
                 pass
+            # What the resident pages are at that moment: mapped from files (the binary's code
+            # and data, shared libraries) or anonymous (heap, stacks). Tells code from state.
+            try:
+                with open(f"/proc/{result['pid']}/smaps_rollup") as f:
+                    for line in f:
+                        key, _, rest = line.partition(":")
+                        if key in ("Rss", "Anonymous"):
+                            result[key] = int(rest.split()[0])
+            except FileNotFoundError:
+                pass
             # CPU time of all the process's threads so far (ns on CPU, from schedstat): tells
             # work done from time spent waiting.
             cpu_ns = 0
@@ -90,7 +100,10 @@ def one_invocation(binary, event, env):
         sys.exit(f"{binary}: no response within 10 s")
     if "/response" not in result["path"]:
         sys.exit(f"{binary}: runtime reported an error: {result['body']}")
-    return (result["at"] - started) * 1000, result.get("rss_kb", 0) / 1024, result["body"], result["cpu_ms"]
+    anon = result.get("Anonymous", 0) / 1024
+    files = (result.get("Rss", 0) - result.get("Anonymous", 0)) / 1024
+    return ((result["at"] - started) * 1000, result.get("rss_kb", 0) / 1024, result["body"],
+            result["cpu_ms"], files, anon)
 
 
 def main():
@@ -119,28 +132,37 @@ def main():
     for _ in range(args.runs):
         for name, binary, extra_env, event_name in targets:
             event = json.load(open(os.path.join(args.events, f"{event_name}.json")))
-            ms, rss, body, cpu = one_invocation(binary, event, dict(env, **extra_env))
+            ms, rss, body, cpu, files, anon = one_invocation(binary, event, dict(env, **extra_env))
             expected = 200 if event_name in ("hello-world", "health") else 401
             if body.get("statusCode") != expected:
                 sys.exit(f"{name}: expected {expected}, got {body}")
-            samples[name].append((ms, rss, cpu))
+            samples[name].append((ms, rss, cpu, files, anon))
 
     def paired(name, base):
         # Median of the per-round ratios: each round runs every target back to back.
         return statistics.median(a[0] / b[0] for a, b in zip(samples[name], samples[base]))
 
     print(f"{'function':13} {'init median':>11} {'p10':>7} {'p90':>7} {'× hello':>8} {'× 1-thread':>10} "
-          f"{'peak RSS':>9} {'CPU median':>10}")
+          f"{'peak RSS':>9} {'× hello':>7} {'files':>6} {'anon':>6} {'CPU median':>10}")
+    def peak(name):
+        return max(s[1] for s in samples[name])
+
     for name, *_ in targets:
-        ms = sorted(m for m, _, _ in samples[name])
-        rss = max(r for _, r, _ in samples[name])
-        cpu = statistics.median(c for _, _, c in samples[name])
+        ms = sorted(s[0] for s in samples[name])
+        rss = peak(name)
+        cpu = statistics.median(s[2] for s in samples[name])
+        files = statistics.median(s[3] for s in samples[name])
+        anon = statistics.median(s[4] for s in samples[name])
         p10 = ms[max(0, len(ms) // 10)]
         p90 = ms[min(len(ms) - 1, (len(ms) * 9) // 10)]
         med = statistics.median(ms)
         print(f"{name:13} {med:>9.2f}ms {p10:>5.2f}ms {p90:>5.2f}ms {paired(name, 'hello-world'):>7.2f}× "
-              f"{paired(name, 'hello-1thread'):>9.2f}× {rss:>7.1f}MB {cpu:>8.2f}ms")
-    print("× hello: median over rounds of (this run / the hello-world run of the same round)")
+              f"{paired(name, 'hello-1thread'):>9.2f}× {rss:>7.1f}MB {rss / peak('hello-world'):>6.2f}× "
+              f"{files:>4.1f}MB {anon:>4.1f}MB {cpu:>8.2f}ms")
+    print("× hello: median over rounds of (this run / the hello-world run of the same round); peak RSS "
+          "× hello: the highest VmHWM of all runs over hello-world's")
+    print("files / anon: resident pages at the response (smaps_rollup), mapped from files (code, "
+          "read-only data, libraries) and anonymous (heap, stacks); medians")
 
 if __name__ == "__main__":
     main()
