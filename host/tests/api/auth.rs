@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use reqwest::Method;
 use serde_json::{Value, json};
 use shared::{auth::password::Passwords, repo::users, testing};
@@ -36,12 +36,7 @@ fn claims(sub: &str, iat: u64, exp: u64, changes: Value) -> Value {
 }
 
 fn sign(claims: Value, alg: Algorithm, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &Header::new(alg),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
-    )
-    .unwrap()
+    shared::testing::forge_jwt(alg, &claims, secret)
 }
 
 #[tokio::test]

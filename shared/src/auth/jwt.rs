@@ -72,6 +72,7 @@ impl std::fmt::Debug for JwtKeys {
 
 impl JwtKeys {
     pub fn new(settings: &AuthSettings) -> Result<Self, jsonwebtoken::errors::Error> {
+        super::hs256::install();
         let bytes = settings.jwt_secret.expose_secret().as_bytes();
         // Only HS256 is accepted: a token whose header names another algorithm (`none`,
         // HS512, RS256 with our secret as a "public key") is rejected before any check.
@@ -169,12 +170,7 @@ mod tests {
     }
 
     fn sign(claims: serde_json::Value, alg: Algorithm, secret: &str) -> String {
-        jsonwebtoken::encode(
-            &Header::new(alg),
-            &with_iss_aud(claims),
-            &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
-        )
-        .unwrap()
+        crate::testing::forge_jwt(alg, &with_iss_aud(claims), secret)
     }
 
     fn hs256(claims: serde_json::Value) -> String {

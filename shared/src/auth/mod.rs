@@ -6,6 +6,7 @@
 
 pub mod api_key;
 pub mod email;
+mod hs256;
 pub mod jwt;
 pub mod known_users;
 pub mod password;
