@@ -142,11 +142,11 @@ def main():
         # Median of the per-round ratios: each round runs every target back to back.
         return statistics.median(a[0] / b[0] for a, b in zip(samples[name], samples[base]))
 
-    print(f"{'function':13} {'init median':>11} {'p10':>7} {'p90':>7} {'× hello':>8} {'× 1-thread':>10} "
-          f"{'peak RSS':>9} {'× hello':>7} {'files':>6} {'anon':>6} {'CPU median':>10}")
     def peak(name):
         return max(s[1] for s in samples[name])
 
+    print(f"{'function':13} {'init median':>11} {'p10':>7} {'p90':>7} {'× hello':>8} {'× 1-thread':>10} "
+          f"{'peak RSS':>9} {'× hello':>7} {'files':>6} {'anon':>6} {'CPU median':>10}")
     for name, *_ in targets:
         ms = sorted(s[0] for s in samples[name])
         rss = peak(name)
