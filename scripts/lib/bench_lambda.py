@@ -58,14 +58,9 @@ def one_invocation(binary, event, env):
                             result["rss_kb"] = int(line.split()[1])
             except FileNotFoundError:
                 pass
-            # What the resident pages are at that moment: mapped from files (the binary's code
-            # and data, shared libraries) or anonymous (heap, stacks). Tells code from state.
+            # What the resident pages are at that moment, by where they come from.
             try:
-                with open(f"/proc/{result['pid']}/smaps_rollup") as f:
-                    for line in f:
-                        key, _, rest = line.partition(":")
-                        if key in ("Rss", "Anonymous"):
-                            result[key] = int(rest.split()[0])
+                result["resident"] = resident_by_origin(result["pid"], binary)
             except FileNotFoundError:
                 pass
             # CPU time of all the process's threads so far (ns on CPU, from schedstat): tells
@@ -100,10 +95,43 @@ def one_invocation(binary, event, env):
         sys.exit(f"{binary}: no response within 10 s")
     if "/response" not in result["path"]:
         sys.exit(f"{binary}: runtime reported an error: {result['body']}")
-    anon = result.get("Anonymous", 0) / 1024
-    files = (result.get("Rss", 0) - result.get("Anonymous", 0)) / 1024
     return ((result["at"] - started) * 1000, result.get("rss_kb", 0) / 1024, result["body"],
-            result["cpu_ms"], files, anon)
+            result["cpu_ms"], result.get("resident", {}))
+
+
+# Where a process's resident pages come from (`/proc/PID/smaps`), in MB: the binary's code
+# (its executable segment), its read-only data (constants, unwind tables, the relocation table)
+# as file pages, the binary's pages the loader wrote at start (relocated pointers: private
+# copies, i.e. anonymous, even once RELRO has made them read-only), shared libraries, and the
+# rest of anonymous memory (heap, stacks). A file-backed page is resident when the code touched
+# it or a page near it: the kernel maps up to 64 KB of cached pages around each page fault
+# ("fault-around"), so resident code grows with how many separate places the start-up path
+# touches, not only with how much of it runs (`BENCH_FAULTS=1` counts the faults).
+ORIGINS = ("code", "rodata", "relocated", "libraries", "heap+stacks")
+
+
+def resident_by_origin(pid, binary):
+    own = os.path.realpath(binary)
+    totals = dict.fromkeys(ORIGINS, 0.0)
+    kind = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if not fields[0].endswith(":"):  # a mapping's header: range perms offset dev inode [path]
+                perms, path = fields[1], fields[5] if len(fields) > 5 else ""
+                kind = ("code" if "x" in perms else "data") if path == own else \
+                    "libraries" if path.startswith("/") else "heap+stacks"
+                rss = 0
+            elif fields[0] == "Rss:":
+                rss = int(fields[1]) / 1024
+            elif fields[0] == "Anonymous:":
+                anon = int(fields[1]) / 1024
+                if kind == "data":
+                    totals["rodata"] += rss - anon
+                    totals["relocated"] += anon
+                else:
+                    totals[kind] += rss
+    return totals
 
 
 def main():
@@ -132,11 +160,11 @@ def main():
     for _ in range(args.runs):
         for name, binary, extra_env, event_name in targets:
             event = json.load(open(os.path.join(args.events, f"{event_name}.json")))
-            ms, rss, body, cpu, files, anon = one_invocation(binary, event, dict(env, **extra_env))
+            ms, rss, body, cpu, resident = one_invocation(binary, event, dict(env, **extra_env))
             expected = 200 if event_name in ("hello-world", "health") else 401
             if body.get("statusCode") != expected:
                 sys.exit(f"{name}: expected {expected}, got {body}")
-            samples[name].append((ms, rss, cpu, files, anon))
+            samples[name].append((ms, rss, cpu, resident))
 
     def paired(name, base):
         # Median of the per-round ratios: each round runs every target back to back.
@@ -146,23 +174,27 @@ def main():
         return max(s[1] for s in samples[name])
 
     print(f"{'function':13} {'init median':>11} {'p10':>7} {'p90':>7} {'× hello':>8} {'× 1-thread':>10} "
-          f"{'peak RSS':>9} {'× hello':>7} {'files':>6} {'anon':>6} {'CPU median':>10}")
+          f"{'peak RSS':>9} {'× hello':>7} {'CPU median':>10}")
     for name, *_ in targets:
         ms = sorted(s[0] for s in samples[name])
         rss = peak(name)
         cpu = statistics.median(s[2] for s in samples[name])
-        files = statistics.median(s[3] for s in samples[name])
-        anon = statistics.median(s[4] for s in samples[name])
         p10 = ms[max(0, len(ms) // 10)]
         p90 = ms[min(len(ms) - 1, (len(ms) * 9) // 10)]
         med = statistics.median(ms)
         print(f"{name:13} {med:>9.2f}ms {p10:>5.2f}ms {p90:>5.2f}ms {paired(name, 'hello-world'):>7.2f}× "
               f"{paired(name, 'hello-1thread'):>9.2f}× {rss:>7.1f}MB {rss / peak('hello-world'):>6.2f}× "
-              f"{files:>4.1f}MB {anon:>4.1f}MB {cpu:>8.2f}ms")
+              f"{cpu:>8.2f}ms")
     print("× hello: median over rounds of (this run / the hello-world run of the same round); peak RSS "
           "× hello: the highest VmHWM of all runs over hello-world's")
-    print("files / anon: resident pages at the response (smaps_rollup), mapped from files (code, "
-          "read-only data, libraries) and anonymous (heap, stacks); medians")
+    print()
+    print("resident at the response (smaps), MB, medians: the binary's code, its read-only data, what "
+          "the loader wrote (relocations), shared libraries, heap and stacks")
+    print(f"{'function':13} " + " ".join(f"{o:>11}" for o in ORIGINS) + f" {'total':>7}")
+    for name, *_ in targets:
+        by = {o: statistics.median(s[3].get(o, 0) for s in samples[name]) for o in ORIGINS}
+        print(f"{name:13} " + " ".join(f"{by[o]:>11.2f}" for o in ORIGINS) + f" {sum(by.values()):>7.2f}")
+
 
 if __name__ == "__main__":
     main()
