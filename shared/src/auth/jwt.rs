@@ -11,6 +11,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::verified_tokens::{Times, VerifiedTokens};
 use crate::config::AuthSettings;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`: a few seconds, not jsonwebtoken's default
@@ -23,6 +24,10 @@ struct Claims {
     /// Required (not `Option`) so a token without it fails to decode.
     iat: u64,
     exp: u64,
+    /// Checked by jsonwebtoken when present; decoded so a remembered token's is checked again
+    /// at each use ([`VerifiedTokens`]). Never issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
 
 /// What a token whose signature, algorithm and expiry check out says.
@@ -58,6 +63,7 @@ pub struct JwtKeys {
     ttl: Duration,
     issuer: String,
     audience: String,
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -94,6 +100,7 @@ impl JwtKeys {
             ttl: settings.jwt_ttl,
             issuer: settings.jwt_issuer.clone(),
             audience: settings.jwt_audience.clone(),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -109,6 +116,7 @@ impl JwtKeys {
                 sub: user_id,
                 iat: now,
                 exp: now + self.ttl.as_secs(),
+                nbf: None,
             },
             iss: &self.issuer,
             aud: &self.audience,
@@ -116,19 +124,32 @@ impl JwtKeys {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &issued, &self.encoding)
     }
 
-    /// The subject and issue time of a valid token.
+    /// The subject and issue time of a valid token. A token that verified before is found in
+    /// memory, its times checked again ([`VerifiedTokens`]).
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, InvalidToken> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
+        let now = unix_now();
+        if let Some(verified) = self.verified.get(token, now, LEEWAY_SECONDS) {
+            return Ok(verified);
+        }
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
         // jsonwebtoken does not look at `iat`. A token claiming to be issued in the future was
         // not issued by this clock, and would pass any "issued after" rule (a revocation that
         // refuses tokens issued before the password changed) it was meant to fail.
-        if data.claims.iat > unix_now().saturating_add(LEEWAY_SECONDS) {
+        if claims.iat > now.saturating_add(LEEWAY_SECONDS) {
             return Err(InvalidToken(ErrorKind::ImmatureSignature.into()));
         }
-        Ok(VerifiedToken {
-            user_id: data.claims.sub,
-            issued_at: data.claims.iat,
-        })
+        let verified = VerifiedToken {
+            user_id: claims.sub,
+            issued_at: claims.iat,
+        };
+        let times = Times {
+            exp: claims.exp,
+            nbf: claims.nbf,
+            iat: claims.iat,
+        };
+        self.verified.remember(token, verified, times, now);
+        Ok(verified)
     }
 }
 
@@ -295,6 +316,39 @@ mod tests {
         assert!(!valid(json!({"aud": "other-api"})), "wrong aud");
         assert!(!valid(json!({"aud": ["other-api"]})), "wrong aud list");
         assert!(!valid(json!({"iss": 7})), "non-string iss");
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_and_one_differing_anywhere_is_verified_afresh() {
+        let k = keys();
+        let id = Uuid::now_v7();
+        let token = k.issue(id).unwrap();
+        assert!(k.verified.get(&token, now(), LEEWAY_SECONDS).is_none());
+        assert_eq!(k.verify(&token).unwrap().user_id, id);
+        assert_eq!(
+            k.verified
+                .get(&token, now(), LEEWAY_SECONDS)
+                .map(|v| v.user_id),
+            Some(id)
+        );
+        // The remembered token's signature under another payload, and the token with a byte
+        // more: both verified in full, both refused.
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = B64.encode(
+            with_iss_aud(json!({"sub": Uuid::now_v7(), "iat": now(), "exp": now() + 60}))
+                .to_string(),
+        );
+        assert!(k.verify(&parts.join(".")).is_err());
+        assert!(k.verify(&format!("{token}A")).is_err());
+        assert_eq!(k.verify(&token).unwrap().user_id, id);
+        // Times are checked again from memory: past exp and the leeway it is refused.
+        let expires = hs256(json!({"sub": id, "iat": now() - 100, "exp": now() - 2}));
+        assert!(k.verify(&expires).is_ok());
+        assert!(
+            k.verified
+                .get(&expires, now() + 4, LEEWAY_SECONDS)
+                .is_none()
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod hs256;
 pub mod jwt;
 pub mod known_users;
 pub mod password;
+mod verified_tokens;
 
 use uuid::Uuid;
 
