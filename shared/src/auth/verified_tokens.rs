@@ -1,7 +1,7 @@
 //! A per-process memory of access tokens whose signature and claims checked out, so a client
 //! that sends the same token on every request pays for the HMAC, the two base64 decodes and
-//! the two JSON parses of a verification once (`scripts/bench`: about 5 µs of the chain's
-//! host CPU per request), not on every request.
+//! the two JSON parses of a verification once, not on every request (`examples/bench_jwt`:
+//! 2.5–2.8 µs per token verified in full, 0.16–0.21 µs remembered).
 //!
 //! A token's signature, algorithm, issuer, audience and subject do not change while the keys
 //! stay the same (they do for the life of the process), so only its times can turn a verified
