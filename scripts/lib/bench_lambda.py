@@ -17,6 +17,37 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+# What every function gets besides the Lambda environment: settings that need no service
+# (the pool is lazy: no database is contacted, exactly as on a real cold start).
+SETTINGS = {
+    "DATABASE_URL": "postgres://basalt@127.0.0.1:1/basalt",
+    "JWT_SECRET": "bench-only-jwt-secret-bench-only-jwt-secret",
+    "LOG_FORMAT": "json",
+    "RUST_LOG": "info",
+}
+
+
+def lambda_env(env, port):
+    """`env` plus what the Lambda service sets, for a Runtime API on 127.0.0.1:`port`."""
+    return dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}", AWS_LAMBDA_FUNCTION_NAME="bench",
+                AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+                AWS_LAMBDA_LOG_STREAM_NAME="bench", AWS_LAMBDA_LOG_GROUP_NAME="bench")
+
+
+def send_event(handler, event):
+    """Answers a runtime's `GET .../invocation/next` with `event`, as the Runtime API does."""
+    body = json.dumps(event).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Lambda-Runtime-Aws-Request-Id", "00000000-0000-0000-0000-000000000001")
+    handler.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000))
+    handler.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:bench")
+    handler.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 def one_invocation(binary, event, env):
     done = threading.Event()
     spawned = threading.Event()  # a fast process can answer before Popen() has returned
@@ -34,16 +65,7 @@ def one_invocation(binary, event, env):
                 self.end_headers()
                 return
             result["served"] = True
-            body = json.dumps(event).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Lambda-Runtime-Aws-Request-Id", "00000000-0000-0000-0000-000000000001")
-            self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000))
-            self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:bench")
-            self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_event(self, event)
 
         def do_POST(self):
             result["at"] = time.perf_counter()
@@ -80,11 +102,9 @@ def one_invocation(binary, event, env):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    full_env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}", AWS_LAMBDA_FUNCTION_NAME="bench",
-                    AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-                    AWS_LAMBDA_LOG_STREAM_NAME="bench", AWS_LAMBDA_LOG_GROUP_NAME="bench")
     started = time.perf_counter()
-    proc = subprocess.Popen([binary], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([binary], env=lambda_env(env, port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     result["pid"] = proc.pid
     spawned.set()
     ok = done.wait(10)
@@ -141,14 +161,7 @@ def main():
     ap.add_argument("--baseline", required=True, help="hello-world bootstrap")
     ap.add_argument("functions", nargs="+", help="name=path-to-binary")
     args = ap.parse_args()
-    env = dict(os.environ)
-    env.update(
-        # Lazy pool: no database is contacted for /health, exactly as on a real cold start.
-        DATABASE_URL="postgres://basalt@127.0.0.1:1/basalt",
-        JWT_SECRET="bench-only-jwt-secret-bench-only-jwt-secret",
-        LOG_FORMAT="json",
-        RUST_LOG="info",
-    )
+    env = dict(os.environ, **SETTINGS)
     # The baseline twice: as `lambda_http`'s hello-world is written (multi-threaded
     # #[tokio::main]) and on a current-thread runtime, like the functions, for a like-for-like
     # figure. Both are the same binary (HELLO_CURRENT_THREAD picks the runtime).

@@ -23,8 +23,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from bench_lambda import SETTINGS, lambda_env, send_event
 
 
 def record(binary, event, env, out):
@@ -42,18 +43,7 @@ def record(binary, event, env, out):
                 answered.wait(10)
                 return
             served.set()
-            body = json.dumps(event).encode()
-            self.send_response(200)
-            for key, value in (
-                ("Content-Type", "application/json"),
-                ("Lambda-Runtime-Aws-Request-Id", "00000000-0000-0000-0000-000000000001"),
-                ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000)),
-                ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:bench"),
-                ("Content-Length", str(len(body))),
-            ):
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
+            send_event(self, event)
 
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -66,13 +56,10 @@ def record(binary, event, env, out):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    full_env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
-                    AWS_LAMBDA_FUNCTION_NAME="bench", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
-                    AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_LOG_STREAM_NAME="bench",
-                    AWS_LAMBDA_LOG_GROUP_NAME="bench")
     holder["perf"] = subprocess.Popen(
         ["perf", "record", "-q", "-c", "1", "-e", "page-faults", "-d", "-o", out, "--", binary],
-        env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=lambda_env(env, server.server_address[1]), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     ok = answered.wait(20)
     if not ok:
         holder["perf"].kill()
@@ -167,9 +154,7 @@ def main():
     ap.add_argument("--events", required=True, help="directory with NAME.json per function")
     ap.add_argument("functions", nargs="+", help="name=path-to-binary (name picks the event)")
     args = ap.parse_args()
-    env = dict(os.environ, DATABASE_URL="postgres://basalt@127.0.0.1:1/basalt",
-               JWT_SECRET="bench-only-jwt-secret-bench-only-jwt-secret", LOG_FORMAT="json",
-               RUST_LOG="info")
+    env = dict(os.environ, **SETTINGS)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.functions:
