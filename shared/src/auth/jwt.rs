@@ -146,7 +146,6 @@ impl JwtKeys {
         let times = Times {
             exp: claims.exp,
             nbf: claims.nbf,
-            iat: claims.iat,
         };
         self.verified.remember(token, verified, times, now);
         Ok(verified)

@@ -24,21 +24,21 @@ const SHARDS: usize = 8;
 /// Bound on remembered tokens per shard (a token is ~250 bytes: ~1 MB in all when full).
 const MAX_PER_SHARD: usize = 512;
 
-/// What must still hold at each use of a remembered token, in seconds since the epoch.
+/// A remembered token's times besides its `iat` (which [`VerifiedToken`] carries), in seconds
+/// since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Times {
     pub exp: u64,
     pub nbf: Option<u64>,
-    pub iat: u64,
 }
 
 impl Times {
-    /// The time rules of a full verification: not expired, not before its `nbf`, not issued in
-    /// the future, each with `leeway` seconds of clock skew.
-    pub fn hold_at(&self, now: u64, leeway: u64) -> bool {
+    /// The time rules of a full verification: not expired, not before its `nbf`, not issued
+    /// (`issued_at`) in the future, each with `leeway` seconds of clock skew.
+    pub fn hold_at(&self, issued_at: u64, now: u64, leeway: u64) -> bool {
         self.exp.saturating_add(leeway) >= now
             && self.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway))
-            && self.iat <= now.saturating_add(leeway)
+            && issued_at <= now.saturating_add(leeway)
     }
 }
 
@@ -68,7 +68,7 @@ impl VerifiedTokens {
     pub fn get(&self, token: &str, now: u64, leeway: u64) -> Option<VerifiedToken> {
         let mut shard = self.shard(token);
         let (verified, times) = *shard.get(token)?;
-        if times.hold_at(now, leeway) {
+        if times.hold_at(verified.issued_at, now, leeway) {
             Some(verified)
         } else {
             if times.exp.saturating_add(leeway) < now {
@@ -106,11 +106,7 @@ mod tests {
     }
 
     fn times(exp: u64) -> Times {
-        Times {
-            exp,
-            nbf: None,
-            iat: NOW - 10,
-        }
+        Times { exp, nbf: None }
     }
 
     #[test]
@@ -136,7 +132,6 @@ mod tests {
         let later = Times {
             exp: NOW + 600,
             nbf: Some(NOW + 100),
-            iat: NOW,
         };
         tokens.remember("n.b.f", verified(), later, NOW + 100);
         assert_eq!(tokens.get("n.b.f", NOW + 95, 5), Some(verified()));
@@ -144,8 +139,8 @@ mod tests {
         // Kept: it becomes valid again once the clock passes nbf.
         assert_eq!(tokens.get("n.b.f", NOW + 100, 5), Some(verified()));
         // A clock stepped back before iat (minus the leeway) refuses it.
-        assert!(!later.hold_at(NOW - 6, 5));
-        assert!(Times { nbf: None, ..later }.hold_at(NOW - 5, 5));
+        assert!(!times(NOW + 600).hold_at(NOW, NOW - 6, 5));
+        assert!(times(NOW + 600).hold_at(NOW, NOW - 5, 5));
     }
 
     #[test]
