@@ -32,6 +32,7 @@ def record(binary, event, env, out):
     """One cold start under perf; the function is killed as soon as its response arrives."""
     served = threading.Event()
     answered = threading.Event()
+    spawned = threading.Event()  # a fast process can answer before Popen() has returned
     holder = {}
 
     class Api(BaseHTTPRequestHandler):
@@ -47,6 +48,7 @@ def record(binary, event, env, out):
 
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            spawned.wait(5)
             # perf's child is the function: stop it here, so only start-up and one request count.
             for pid in children(holder["perf"].pid):
                 os.kill(pid, signal.SIGKILL)
@@ -60,6 +62,7 @@ def record(binary, event, env, out):
         ["perf", "record", "-q", "-c", "1", "-e", "page-faults", "-d", "-o", out, "--", binary],
         env=lambda_env(env, server.server_address[1]), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
+    spawned.set()
     ok = answered.wait(20)
     if not ok:
         holder["perf"].kill()
