@@ -7,7 +7,10 @@
 //! `BARE_RATE_LIMIT=1` adds exactly one thing: the rate limiter's Redis check (the host's
 //! `RateLimiter`, configured from the same `REDIS_URL`/`RATE_LIMIT_*`), once per request.
 //! That is the floor of any chain that keeps DESIGN.md's one atomic Redis round trip per
-//! request; `scripts/bench` measures it as the `bare+redis` variant.
+//! request; `scripts/bench` measures it as the `bare+redis` variant. `BARE_SERVE=host` serves
+//! the same router through the host's own connection loop (`host::Application`: hyper's
+//! header-read timeout, the connection cap, graceful shutdown, `ConnectInfo`) instead of
+//! `axum::serve`: the `bare+serve` variant, what that loop costs without the chain.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use axum::{
 };
 use fn_items::ItemView;
 use shared::{
-    config::{Env, RateLimitSettings, Runtime},
+    config::{Env, HttpSettings, RateLimitSettings, Runtime},
     db::Db,
     extract::{Created, Json},
     rate_limit::RateLimiter,
@@ -114,6 +117,14 @@ async fn main() -> anyhow::Result<()> {
         .with_state(Bare { db, user, limiter });
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("bare listening on {addr}");
-    axum::serve(listener, app).await?;
+    if std::env::var("BARE_SERVE").as_deref() == Ok("host") {
+        let settings = HttpSettings::from_env(&Env::from_process(Runtime::Host)?)?;
+        let never = std::future::pending();
+        host::Application::new(listener, app, &settings)
+            .run_until(never)
+            .await?;
+    } else {
+        axum::serve(listener, app).await?;
+    }
     Ok(())
 }

@@ -26,6 +26,7 @@ use hyper_util::{
 use schemars::json_schema;
 use shared::{
     AppState,
+    config::HttpSettings,
     http::middleware::auth::{API_KEY_HEADER, API_KEY_SCHEME, BEARER_SCHEME},
 };
 use tokio::{net::TcpListener, sync::Semaphore};
@@ -157,13 +158,19 @@ impl Application {
     /// Binds `state.config.http.bind_addr` (port 0 picks a free port).
     pub async fn build(state: AppState) -> std::io::Result<Self> {
         let listener = TcpListener::bind(state.config.http.bind_addr).await?;
-        let settings = &state.config.http;
-        Ok(Self {
+        Ok(Self::new(listener, app(state.clone()), &state.config.http))
+    }
+
+    /// Serves `app`, whatever it is, on `listener` with the host's connection handling
+    /// (`HEADER_READ_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`): `examples/bare.rs` uses it to show
+    /// what this loop costs by itself.
+    pub fn new(listener: TcpListener, app: Router, settings: &HttpSettings) -> Self {
+        Self {
             listener,
             header_read_timeout: settings.header_read_timeout,
             max_connections: settings.max_connections,
-            app: app(state),
-        })
+            app,
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -154,12 +154,14 @@ def main():
                     help="extra targets that show where the cost goes: "
                          "no-redis (in-memory limiter), quiet (RUST_LOG=warn: no request lines), "
                          "bare+redis (bare plus only the limiter's Redis check: the floor of any "
-                         "chain with one Redis round trip per request)")
+                         "chain with one Redis round trip per request), bare+serve (bare served "
+                         "through the host's connection loop instead of axum::serve)")
     args = ap.parse_args()
     # Extra servers beside chain and bare (the host binary, or bare for `bare…` variants): their
     # environment changes (None removes a variable).
     variant_env = {"no-redis": {"REDIS_URL": None}, "quiet": {"RUST_LOG": "warn"},
-                   "bare+redis": {"BARE_RATE_LIMIT": "1"}}
+                   "bare+redis": {"BARE_RATE_LIMIT": "1"},
+                   "bare+serve": {"BARE_SERVE": "host"}}
     unknown = [v for v in args.variants.split(",") if v and v not in variant_env]
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(variant_env)}")
