@@ -48,60 +48,73 @@ def send_event(handler, event):
     handler.wfile.write(body)
 
 
-def one_invocation(binary, event, env):
+def runtime_api(event, on_response):
+    """A one-shot local Lambda Runtime API on a free loopback port. The first `next` gets
+    `event`; the runtime's POST (its result, body unread) goes to `on_response(handler)`, then
+    is answered 202; any later `next` is held until then (the caller kills the process).
+    Returns the server, its port and the event set once the POST was answered."""
     done = threading.Event()
-    spawned = threading.Event()  # a fast process can answer before Popen() has returned
-    result = {}
+    served = threading.Event()
 
     class Api(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_GET(self):
-            if not self.path.endswith("/invocation/next") or result.get("served"):
+            if not self.path.endswith("/invocation/next") or served.is_set():
                 # A second `next`: the process is done for us; hold it until it is killed.
                 done.wait(5)
                 self.send_response(500)
                 self.end_headers()
                 return
-            result["served"] = True
+            served.set()
             send_event(self, event)
 
         def do_POST(self):
-            result["at"] = time.perf_counter()
-            spawned.wait(5)
-            length = int(self.headers.get("Content-Length") or 0)
-            result["body"] = json.loads(self.rfile.read(length) or b"null")
-            result["path"] = self.path
-            try:
-                with open(f"/proc/{result['pid']}/status") as f:
-                    for line in f:
-                        if line.startswith("VmHWM:"):
-                            result["rss_kb"] = int(line.split()[1])
-            except FileNotFoundError:
-                pass
-            # What the resident pages are at that moment, by where they come from.
-            try:
-                result["resident"] = resident_by_origin(result["pid"], binary)
-            except FileNotFoundError:
-                pass
-            # CPU time of all the process's threads so far (ns on CPU, from schedstat): tells
-            # work done from time spent waiting.
-            cpu_ns = 0
-            try:
-                for task in os.listdir(f"/proc/{result['pid']}/task"):
-                    with open(f"/proc/{result['pid']}/task/{task}/schedstat") as f:
-                        cpu_ns += int(f.read().split()[0])
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-            result["cpu_ms"] = cpu_ns / 1e6
+            on_response(self)
             self.send_response(202)
             self.end_headers()
             done.set()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
+    return server, server.server_address[1], done
+
+
+def one_invocation(binary, event, env):
+    spawned = threading.Event()  # a fast process can answer before Popen() has returned
+    result = {}
+
+    def on_response(handler):
+        result["at"] = time.perf_counter()
+        spawned.wait(5)
+        length = int(handler.headers.get("Content-Length") or 0)
+        result["body"] = json.loads(handler.rfile.read(length) or b"null")
+        result["path"] = handler.path
+        try:
+            with open(f"/proc/{result['pid']}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        result["rss_kb"] = int(line.split()[1])
+        except FileNotFoundError:
+            pass
+        # What the resident pages are at that moment, by where they come from.
+        try:
+            result["resident"] = resident_by_origin(result["pid"], binary)
+        except FileNotFoundError:
+            pass
+        # CPU time of all the process's threads so far (ns on CPU, from schedstat): tells
+        # work done from time spent waiting.
+        cpu_ns = 0
+        try:
+            for task in os.listdir(f"/proc/{result['pid']}/task"):
+                with open(f"/proc/{result['pid']}/task/{task}/schedstat") as f:
+                    cpu_ns += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        result["cpu_ms"] = cpu_ns / 1e6
+
+    server, port, done = runtime_api(event, on_response)
     started = time.perf_counter()
     proc = subprocess.Popen([binary], env=lambda_env(env, port), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

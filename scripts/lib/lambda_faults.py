@@ -23,45 +23,26 @@ import subprocess
 import sys
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from bench_lambda import SETTINGS, lambda_env, send_event
+from bench_lambda import SETTINGS, lambda_env, runtime_api
 
 
 def record(binary, event, env, out):
     """One cold start under perf; the function is killed as soon as its response arrives."""
-    served = threading.Event()
-    answered = threading.Event()
     spawned = threading.Event()  # a fast process can answer before Popen() has returned
     holder = {}
 
-    class Api(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    def on_response(handler):
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        spawned.wait(5)
+        # perf's child is the function: stop it here, so only start-up and one request count.
+        for pid in children(holder["perf"].pid):
+            os.kill(pid, signal.SIGKILL)
 
-        def do_GET(self):
-            if served.is_set():  # the next invocation: never comes
-                answered.wait(10)
-                return
-            served.set()
-            send_event(self, event)
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            spawned.wait(5)
-            # perf's child is the function: stop it here, so only start-up and one request count.
-            for pid in children(holder["perf"].pid):
-                os.kill(pid, signal.SIGKILL)
-            self.send_response(202)
-            self.end_headers()
-            answered.set()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, port, answered = runtime_api(event, on_response)
     holder["perf"] = subprocess.Popen(
         ["perf", "record", "-q", "-c", "1", "-e", "page-faults", "-d", "-o", out, "--", binary],
-        env=lambda_env(env, server.server_address[1]), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        env=lambda_env(env, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     spawned.set()
     ok = answered.wait(20)
     if not ok:

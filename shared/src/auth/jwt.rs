@@ -147,7 +147,8 @@ impl JwtKeys {
             exp: claims.exp,
             nbf: claims.nbf,
         };
-        self.verified.remember(token, verified, times, now);
+        self.verified
+            .remember(token, verified, times, now, LEEWAY_SECONDS);
         Ok(verified)
     }
 }

@@ -33,10 +33,15 @@ pub struct Times {
 }
 
 impl Times {
+    /// Past `exp` by more than `leeway`: refused for good, so not worth keeping.
+    fn expired_at(&self, now: u64, leeway: u64) -> bool {
+        self.exp.saturating_add(leeway) < now
+    }
+
     /// The time rules of a full verification: not expired, not before its `nbf`, not issued
     /// (`issued_at`) in the future, each with `leeway` seconds of clock skew.
     pub fn hold_at(&self, issued_at: u64, now: u64, leeway: u64) -> bool {
-        self.exp.saturating_add(leeway) >= now
+        !self.expired_at(now, leeway)
             && self.nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway))
             && issued_at <= now.saturating_add(leeway)
     }
@@ -71,18 +76,26 @@ impl VerifiedTokens {
         if times.hold_at(verified.issued_at, now, leeway) {
             Some(verified)
         } else {
-            if times.exp.saturating_add(leeway) < now {
+            if times.expired_at(now, leeway) {
                 shard.remove(token);
             }
             None
         }
     }
 
-    /// Remembers a token that has just verified in full.
-    pub fn remember(&self, token: &str, verified: VerifiedToken, times: Times, now: u64) {
+    /// Remembers a token that has just verified in full; a full shard first drops the tokens
+    /// [`get`](Self::get) would drop (expired beyond `leeway`).
+    pub fn remember(
+        &self,
+        token: &str,
+        verified: VerifiedToken,
+        times: Times,
+        now: u64,
+        leeway: u64,
+    ) {
         let mut shard = self.shard(token);
         if shard.len() >= MAX_PER_SHARD && !shard.contains_key(token) {
-            shard.retain(|_, (_, t)| t.exp >= now);
+            shard.retain(|_, (_, t)| !t.expired_at(now, leeway));
             if shard.len() >= MAX_PER_SHARD {
                 shard.clear();
             }
@@ -112,7 +125,7 @@ mod tests {
     #[test]
     fn a_remembered_token_is_found_only_by_its_exact_text_while_its_times_hold() {
         let tokens = VerifiedTokens::default();
-        tokens.remember("a.b.c", verified(), times(NOW + 60), NOW);
+        tokens.remember("a.b.c", verified(), times(NOW + 60), NOW, 5);
         assert_eq!(tokens.get("a.b.c", NOW, 5), Some(verified()));
         assert_eq!(tokens.get("a.b.C", NOW, 5), None);
         assert_eq!(tokens.get("a.b.c ", NOW, 5), None);
@@ -133,7 +146,7 @@ mod tests {
             exp: NOW + 600,
             nbf: Some(NOW + 100),
         };
-        tokens.remember("n.b.f", verified(), later, NOW + 100);
+        tokens.remember("n.b.f", verified(), later, NOW + 100, 5);
         assert_eq!(tokens.get("n.b.f", NOW + 95, 5), Some(verified()));
         assert_eq!(tokens.get("n.b.f", NOW + 94, 5), None);
         // Kept: it becomes valid again once the clock passes nbf.
@@ -147,7 +160,7 @@ mod tests {
     fn a_full_shard_is_swept_of_expired_tokens_then_cleared() {
         let tokens = VerifiedTokens::default();
         for i in 0..SHARDS * MAX_PER_SHARD * 3 {
-            tokens.remember(&format!("t{i}"), verified(), times(NOW + 60), NOW);
+            tokens.remember(&format!("t{i}"), verified(), times(NOW + 60), NOW, 5);
         }
         let held: usize = tokens.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(held <= SHARDS * MAX_PER_SHARD, "held {held}");
